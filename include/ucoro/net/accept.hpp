@@ -1,0 +1,30 @@
+// co_await listener.accept(): IORING_OP_ACCEPT.
+#pragma once
+
+#include <sys/socket.h>
+
+#include "ucoro/detail/operation.hpp"
+#include "ucoro/io_result.hpp"
+#include "ucoro/net/address.hpp"
+#include "ucoro/net/socket.hpp"
+
+namespace ucoro::net {
+
+/// Accepts one connection. The value is the connected socket (close-on-exec), which knows
+/// its peer's address. An error (EMFILE when out of descriptors, ECONNABORTED when the
+/// peer gave up first) is an error_code, never a descriptor.
+class accept_operation final : public detail::io_awaitable {
+public:
+    accept_operation(io_context& context, int listen_fd) noexcept
+        : io_awaitable(context), m_listen_fd(listen_fd) {}
+
+    void prepare(io_uring_sqe& sqe) noexcept override;
+    io_result<socket> await_resume() noexcept;
+
+private:
+    int m_listen_fd;
+    address m_peer; // the kernel writes the peer's address here
+    socklen_t m_peer_length = address::capacity();
+};
+
+} // namespace ucoro::net

@@ -1,0 +1,40 @@
+// listener: a listening TCP socket.
+#pragma once
+
+#include <sys/socket.h>
+
+#include "ucoro/net/accept.hpp"
+#include "ucoro/net/address.hpp"
+
+namespace ucoro {
+class io_context;
+}
+
+namespace ucoro::net {
+
+/// A bound, listening TCP socket (SO_REUSEADDR, close-on-exec). Bind to port 0 and read
+/// local_address() to learn the port the kernel chose.
+class listener {
+public:
+    /// Throws std::system_error naming the step that failed ("bind 127.0.0.1:65432") and
+    /// carrying its errno (EADDRINUSE when the port is taken).
+    listener(io_context& context, const address& local, int backlog = SOMAXCONN);
+    listener(listener&& other) noexcept;
+    listener& operator=(listener&&) = delete;
+    listener(const listener&) = delete;
+    listener& operator=(const listener&) = delete;
+    ~listener();
+
+    /// The bound address, with the real port.
+    const address& local_address() const noexcept { return m_local; }
+    int native_handle() const noexcept { return m_fd; }
+
+    accept_operation accept() noexcept { return {*m_context, m_fd}; }
+
+private:
+    io_context* m_context;
+    int m_fd;
+    address m_local;
+};
+
+} // namespace ucoro::net

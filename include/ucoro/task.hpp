@@ -1,0 +1,162 @@
+// task<T>: the lazily started, single-awaiter coroutine type of ucoro.
+#pragma once
+
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace ucoro {
+
+template <typename T = void>
+class task;
+
+namespace detail {
+
+/// What both promise types share: where to go when the task finishes.
+class task_promise_base {
+public:
+    /// A task starts only when it is awaited, so the awaiter is known before any code runs.
+    std::suspend_always initial_suspend() noexcept { return {}; }
+
+    /// On completion, jump straight to the awaiting coroutine. Returning its handle from
+    /// await_suspend is a tail call (symmetric transfer): a chain of nested awaits does
+    /// not grow the stack, however deep it is.
+    struct final_awaiter {
+        bool await_ready() const noexcept { return false; }
+        template <typename Promise>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
+            return self.promise().m_continuation;
+        }
+        void await_resume() const noexcept {}
+    };
+    final_awaiter final_suspend() noexcept { return {}; }
+
+    void set_continuation(std::coroutine_handle<> continuation) noexcept {
+        m_continuation = continuation;
+    }
+
+private:
+    std::coroutine_handle<> m_continuation = std::noop_coroutine();
+};
+
+template <typename T>
+class task_promise final : public task_promise_base {
+public:
+    task<T> get_return_object() noexcept;
+
+    template <typename U>
+        requires std::is_convertible_v<U&&, T>
+    void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+        m_result.template emplace<1>(std::forward<U>(value));
+    }
+    void unhandled_exception() noexcept { m_result.template emplace<2>(std::current_exception()); }
+
+    T result() && {
+        if (m_result.index() == 2) {
+            std::rethrow_exception(std::get<2>(m_result));
+        }
+        return std::move(std::get<1>(m_result));
+    }
+
+private:
+    std::variant<std::monostate, T, std::exception_ptr> m_result;
+};
+
+template <>
+class task_promise<void> final : public task_promise_base {
+public:
+    task<void> get_return_object() noexcept;
+
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { m_exception = std::current_exception(); }
+
+    void result() && {
+        if (m_exception) {
+            std::rethrow_exception(m_exception);
+        }
+    }
+
+private:
+    std::exception_ptr m_exception;
+};
+
+} // namespace detail
+
+/// A coroutine that produces one T (or throws) and is started by the one coroutine that
+/// awaits it.
+///
+/// - Lazy: calling a task function allocates its frame and runs nothing.
+/// - Owning: the task object owns the frame; destroying a task that was never started or
+///   has finished frees it. (A started, unfinished task is never destroyed: its awaiter is
+///   suspended on it, so the awaiter's frame, which owns the task, is alive.)
+/// - `co_await std::move(t)` starts it and resumes the awaiter when it finishes, by
+///   symmetric transfer in both directions; the value or the exception comes back there.
+///
+/// A task that is not awaited does nothing: to run one on its own, hand it to
+/// `io_context::spawn` or `io_context::block_on`.
+template <typename T>
+class [[nodiscard]] task {
+public:
+    using promise_type = detail::task_promise<T>;
+    using value_type = T;
+
+    task() noexcept = default;
+    explicit task(std::coroutine_handle<promise_type> handle) noexcept : m_handle(handle) {}
+    task(task&& other) noexcept : m_handle(std::exchange(other.m_handle, nullptr)) {}
+    task& operator=(task&& other) noexcept {
+        if (this != &other) {
+            destroy();
+            m_handle = std::exchange(other.m_handle, nullptr);
+        }
+        return *this;
+    }
+    task(const task&) = delete;
+    task& operator=(const task&) = delete;
+    ~task() { destroy(); }
+
+    /// True if this task still owns a coroutine (it has not been moved from).
+    bool valid() const noexcept { return static_cast<bool>(m_handle); }
+    /// True once the coroutine has run to its end (returned or thrown).
+    bool done() const noexcept { return m_handle && m_handle.done(); }
+
+    /// Awaiting a task runs it; only rvalues may be awaited, so a task runs at most once.
+    auto operator co_await() && noexcept {
+        struct awaiter {
+            std::coroutine_handle<promise_type> m_task;
+
+            bool await_ready() const noexcept { return false; }
+            std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+                m_task.promise().set_continuation(awaiting);
+                return m_task; // start the task by symmetric transfer
+            }
+            T await_resume() { return std::move(m_task.promise()).result(); }
+        };
+        return awaiter{m_handle};
+    }
+
+private:
+    void destroy() noexcept {
+        if (m_handle) {
+            m_handle.destroy();
+            m_handle = nullptr;
+        }
+    }
+
+    std::coroutine_handle<promise_type> m_handle;
+};
+
+namespace detail {
+
+template <typename T>
+task<T> task_promise<T>::get_return_object() noexcept {
+    return task<T>{std::coroutine_handle<task_promise<T>>::from_promise(*this)};
+}
+
+inline task<void> task_promise<void>::get_return_object() noexcept {
+    return task<void>{std::coroutine_handle<task_promise<void>>::from_promise(*this)};
+}
+
+} // namespace detail
+} // namespace ucoro

@@ -1,0 +1,214 @@
+#include "echo_server.hpp"
+
+#include <array>
+#include <optional>
+#include <chrono>
+#include <cstddef>
+#include <string_view>
+#include <system_error>
+
+#include <fmt/core.h>
+
+#include "ucoro/signal_set.hpp"
+#include "ucoro/sleep.hpp"
+
+namespace ucoro::apps {
+
+namespace {
+
+constexpr std::string_view usage = "usage: ucoro-echo-server [-q] HOST PORT";
+
+bool is_canceled(const std::error_code& error) {
+    return error == std::errc::operation_canceled;
+}
+
+// accept(2) errors that concern one connection, not the listener: skip and go on.
+bool is_transient_accept_error(const std::error_code& error) {
+    return error == std::errc::connection_aborted || error == std::errc::protocol_error ||
+           error == std::errc::operation_not_permitted || error == std::errc::interrupted ||
+           error == std::errc::network_down || error == std::errc::network_unreachable ||
+           error == std::errc::host_unreachable;
+}
+
+// Out of descriptors or memory: the listener is fine, but accepting again at once would
+// fail again at once. Back off instead of spinning.
+bool is_resource_accept_error(const std::error_code& error) {
+    return error == std::errc::too_many_files_open ||
+           error == std::errc::too_many_files_open_in_system ||
+           error == std::errc::no_buffer_space || error == std::errc::not_enough_memory;
+}
+
+std::string_view hint_for_listen_error(const std::error_code& error) {
+    if (error == std::errc::address_in_use) {
+        return "another process is using that port; stop it or choose another port";
+    }
+    if (error == std::errc::address_not_available) {
+        return "that address is not one of this machine's; try 127.0.0.1 or 0.0.0.0";
+    }
+    if (error == std::errc::permission_denied) {
+        return "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port >= 1024";
+    }
+    return "check the address and port";
+}
+
+task<void> watch_signals(io_context& context, signal_set& signals, bool quiet) {
+    auto [error, signal_number] = co_await signals.wait();
+    if (!error && !quiet) {
+        fmt::print("caught {}, closing connections\n",
+                   signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    context.stop(); // cancels accept and every recv/send in flight; they unwind and close
+}
+
+} // namespace
+
+task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats) {
+    const net::address peer = connection.peer_address();
+    if (!quiet) {
+        fmt::print("accepted connection from {}\n", peer);
+    }
+    // The lesson reads 1 KiB at a time; a larger buffer means fewer round trips through
+    // the ring for large messages. It lives in this coroutine's frame.
+    std::array<std::byte, 16 * 1024> buffer;
+    std::error_code failure;
+    while (true) {
+        auto [recv_error, received] = co_await connection.recv(buffer);
+        if (recv_error || received == 0) {
+            failure = recv_error; // received == 0: the peer closed its side
+            break;
+        }
+        // send() may take less than asked; send_all() resubmits until every byte is out.
+        auto [send_error, sent] = co_await connection.send_all(std::span(buffer).first(received));
+        if (send_error) {
+            failure = send_error;
+            break;
+        }
+    }
+    (void)co_await connection.close();
+    ++stats.closed;
+    if (!quiet) {
+        if (failure && !is_canceled(failure)) {
+            fmt::print("closing connection to {} ({})\n", peer, failure.message());
+        } else {
+            fmt::print("closing connection to {}\n", peer);
+        }
+    }
+}
+
+task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
+                              echo_server_stats& stats) {
+    bool backing_off = false;
+    while (!context.stop_requested()) {
+        auto [error, connection] = co_await listener.accept();
+        if (!error) {
+            backing_off = false;
+            ++stats.accepted;
+            connection.set_no_delay(); // echo replies are small and should leave at once
+            context.spawn(echo_connection(std::move(connection), quiet, stats));
+            continue;
+        }
+        if (is_canceled(error)) {
+            break;
+        }
+        if (is_transient_accept_error(error)) {
+            continue;
+        }
+        if (is_resource_accept_error(error)) {
+            if (!backing_off) {
+                fmt::print(stderr,
+                           "ucoro-echo-server: accept: {}; pausing new connections briefly "
+                           "(raise the limit with 'ulimit -n')\n",
+                           error.message());
+                backing_off = true;
+            }
+            (void)co_await sleep_for(context, std::chrono::milliseconds(100));
+            continue;
+        }
+        fmt::print(stderr, "ucoro-echo-server: accept on {} failed: {}\n",
+                   listener.local_address(), error.message());
+        stats.failed = true;
+        context.stop();
+        break;
+    }
+}
+
+int echo_server_main(int argc, char** argv) {
+    bool quiet = false;
+    std::string_view positional[2];
+    int count = 0;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "-h" || arg == "--help") {
+            fmt::print("{}\n"
+                       "Echoes back everything each client sends, on any number of concurrent\n"
+                       "connections, until the client closes. Ctrl+C or SIGTERM stops it.\n"
+                       "  -q   do not print a line per connection\n"
+                       "example: ucoro-echo-server 127.0.0.1 65432\n",
+                       usage);
+            return 0;
+        }
+        if (arg == "-q" || arg == "--quiet") {
+            quiet = true;
+        } else if (arg.size() > 1 && arg[0] == '-' && arg != "-") {
+            fmt::print(stderr, "ucoro-echo-server: unknown option '{}'\n{}\n", arg, usage);
+            return 2;
+        } else if (count < 2) {
+            positional[count++] = arg;
+        } else {
+            fmt::print(stderr, "ucoro-echo-server: unexpected argument '{}'\n{}\n", arg, usage);
+            return 2;
+        }
+    }
+    if (count != 2) {
+        fmt::print(stderr, "{}\n", usage);
+        return 2;
+    }
+    const auto port = net::address::parse_port(positional[1]);
+    if (!port) {
+        fmt::print(stderr, "ucoro-echo-server: invalid port '{}': expected a number from 0 to "
+                           "65535\n{}\n", positional[1], usage);
+        return 2;
+    }
+    const auto local = net::address::parse(positional[0], *port);
+    if (!local) {
+        fmt::print(stderr,
+                   "ucoro-echo-server: bad address '{}': expected a numeric IPv4 or IPv6 "
+                   "address such as 127.0.0.1 or ::1\n",
+                   positional[0]);
+        return 1;
+    }
+
+    std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
+
+    std::optional<io_context> context_storage;
+    try {
+        context_storage.emplace();
+    } catch (const std::system_error& e) {
+        fmt::print(stderr, "ucoro-echo-server: {}\n", describe_io_uring_error(e.code().value()));
+        return 1;
+    }
+    io_context& context = *context_storage;
+    try {
+        signal_set signals(context, {SIGINT, SIGTERM});
+        std::optional<net::listener> listener;
+        try {
+            listener.emplace(context, *local);
+        } catch (const std::system_error& e) {
+            fmt::print(stderr, "ucoro-echo-server: cannot listen on {}: {} ({})\n", *local,
+                       e.code().message(), hint_for_listen_error(e.code()));
+            return 1;
+        }
+        fmt::print("listening on {}\n", listener->local_address());
+
+        echo_server_stats stats;
+        context.spawn(watch_signals(context, signals, quiet));
+        context.spawn(accept_connections(context, *listener, quiet, stats));
+        context.run();
+        return stats.failed ? 1 : 0;
+    } catch (const std::system_error& e) {
+        fmt::print(stderr, "ucoro-echo-server: {}\n", e.what());
+        return 1;
+    }
+}
+
+} // namespace ucoro::apps

@@ -1,0 +1,30 @@
+// The multi-connection echo server, as a library the binary and the tests share.
+#pragma once
+
+#include <cstdio>
+
+#include "ucoro/io_context.hpp"
+#include "ucoro/net/listener.hpp"
+#include "ucoro/net/socket.hpp"
+#include "ucoro/task.hpp"
+
+namespace ucoro::apps {
+
+struct echo_server_stats {
+    unsigned long accepted = 0;
+    unsigned long closed = 0;
+    bool failed = false; // accept failed for a reason that retrying cannot fix
+};
+
+/// One connection: receive what arrives, send all of it back, until the peer closes.
+task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats);
+
+/// Accepts connections and spawns echo_connection for each, until the context stops.
+task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
+                              echo_server_stats& stats);
+
+/// The whole program: `ucoro-echo-server [-q] HOST PORT`. Returns the exit code
+/// (0 after SIGINT/SIGTERM, 1 on a runtime failure, 2 on wrong arguments).
+int echo_server_main(int argc, char** argv);
+
+} // namespace ucoro::apps

@@ -1,0 +1,19 @@
+#include "ucoro/net/accept.hpp"
+
+#include <liburing.h>
+
+namespace ucoro::net {
+
+void accept_operation::prepare(io_uring_sqe& sqe) noexcept {
+    m_peer_length = address::capacity();
+    io_uring_prep_accept(&sqe, m_listen_fd, m_peer.data(), &m_peer_length, SOCK_CLOEXEC);
+}
+
+io_result<socket> accept_operation::await_resume() noexcept {
+    if (m_result < 0) {
+        return {make_io_error(m_result), {}};
+    }
+    return {{}, socket(context(), m_result, m_peer)};
+}
+
+} // namespace ucoro::net

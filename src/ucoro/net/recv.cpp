@@ -1,0 +1,18 @@
+#include "ucoro/net/recv.hpp"
+
+#include <liburing.h>
+
+namespace ucoro::net {
+
+void recv_operation::prepare(io_uring_sqe& sqe) noexcept {
+    io_uring_prep_recv(&sqe, m_fd, m_buffer.data(), m_buffer.size(), 0);
+}
+
+io_result<std::size_t> recv_operation::await_resume() const noexcept {
+    if (m_result < 0) {
+        return {make_io_error(m_result), 0};
+    }
+    return {{}, static_cast<std::size_t>(m_result)};
+}
+
+} // namespace ucoro::net

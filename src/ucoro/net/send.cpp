@@ -1,0 +1,51 @@
+#include "ucoro/net/send.hpp"
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include "ucoro/io_context.hpp"
+
+namespace ucoro::net {
+
+void send_operation::prepare(io_uring_sqe& sqe) noexcept {
+    io_uring_prep_send(&sqe, m_fd, m_bytes.data(), m_bytes.size(), MSG_NOSIGNAL);
+}
+
+io_result<std::size_t> send_operation::await_resume() const noexcept {
+    if (m_result < 0) {
+        return {make_io_error(m_result), 0};
+    }
+    return {{}, static_cast<std::size_t>(m_result)};
+}
+
+void send_all_operation::await_suspend(std::coroutine_handle<> waiter) {
+    m_waiter = waiter;
+    context().submit(*this);
+}
+
+void send_all_operation::prepare(io_uring_sqe& sqe) noexcept {
+    const auto rest = m_bytes.subspan(m_sent);
+    io_uring_prep_send(&sqe, m_fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+}
+
+void send_all_operation::complete(int result, std::uint32_t) noexcept {
+    if (result < 0) {
+        m_error = make_io_error(result);
+    } else if (result == 0) {
+        // A stream socket never accepts 0 of a non-empty send; stop rather than spin.
+        m_error = std::make_error_code(std::errc::io_error);
+    } else {
+        m_sent += static_cast<std::size_t>(result);
+        if (m_sent < m_bytes.size()) {
+            if (context().stop_requested()) {
+                m_error = std::make_error_code(std::errc::operation_canceled);
+            } else {
+                context().submit(*this); // a short send: send the rest
+                return;
+            }
+        }
+    }
+    m_waiter.resume();
+}
+
+} // namespace ucoro::net

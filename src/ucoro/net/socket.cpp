@@ -1,0 +1,40 @@
+#include "ucoro/net/socket.hpp"
+
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+namespace ucoro::net {
+
+socket& socket::operator=(socket&& other) noexcept {
+    if (this != &other) {
+        if (m_fd >= 0) {
+            ::close(m_fd);
+        }
+        m_context = other.m_context;
+        m_fd = std::exchange(other.m_fd, -1);
+        m_peer = other.m_peer;
+    }
+    return *this;
+}
+
+socket::~socket() {
+    if (m_fd >= 0) {
+        ::close(m_fd);
+    }
+}
+
+address socket::local_address() const {
+    address local;
+    socklen_t length = address::capacity();
+    if (::getsockname(m_fd, local.data(), &length) != 0) {
+        return {};
+    }
+    return local;
+}
+
+void socket::set_no_delay(bool enabled) noexcept {
+    const int value = enabled ? 1 : 0;
+    ::setsockopt(m_fd, IPPROTO_TCP, TCP_NODELAY, &value, sizeof(value));
+}
+
+} // namespace ucoro::net
