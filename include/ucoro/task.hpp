@@ -7,6 +7,8 @@
 #include <utility>
 #include <variant>
 
+#include "ucoro/detail/transfer.hpp"
+
 namespace ucoro {
 
 template <typename T = void>
@@ -20,14 +22,14 @@ public:
     /// A task starts only when it is awaited, so the awaiter is known before any code runs.
     std::suspend_always initial_suspend() noexcept { return {}; }
 
-    /// On completion, jump straight to the awaiting coroutine. Returning its handle from
-    /// await_suspend is a tail call (symmetric transfer): a chain of nested awaits does
-    /// not grow the stack, however deep it is.
+    /// On completion, jump straight to the awaiting coroutine by symmetric transfer: a
+    /// chain of nested awaits does not grow the stack, however deep it is (transfer.hpp
+    /// says how that is guaranteed on GCC too).
     struct final_awaiter {
         bool await_ready() const noexcept { return false; }
         template <typename Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
-            return self.promise().m_continuation;
+            return transfer_to(self.promise().m_continuation);
         }
         void await_resume() const noexcept {}
     };
@@ -129,7 +131,7 @@ public:
             bool await_ready() const noexcept { return false; }
             std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
                 m_task.promise().set_continuation(awaiting);
-                return m_task; // start the task by symmetric transfer
+                return detail::transfer_to(m_task); // start the task
             }
             T await_resume() { return std::move(m_task.promise()).result(); }
         };

@@ -153,6 +153,7 @@ int echo_client_main(int argc, char** argv) {
         fmt::print(stderr, "ucoro-echo-client: {} of {} connections failed\n", failed, *count);
         return 1;
     }
+    fmt::print("all {} connections got back every byte they sent\n", *count);
     return 0;
 }
 
