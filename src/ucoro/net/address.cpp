@@ -13,6 +13,9 @@ address::address() noexcept {
 }
 
 std::optional<address> address::parse(std::string_view host, std::uint16_t port) {
+    if (host.find('\0') != std::string_view::npos) {
+        return std::nullopt; // inet_pton would stop at the NUL and accept the prefix
+    }
     if (host == "localhost") {
         host = "127.0.0.1";
     }
