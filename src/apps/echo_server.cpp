@@ -51,9 +51,9 @@ std::string_view hint_for_listen_error(const std::error_code& error) {
     return "check the address and port";
 }
 
-task<void> watch_signals(io_context& context, signal_set& signals, bool quiet) {
+task<void> watch_signals(io_context& context, signal_set& signals) {
     auto [error, signal_number] = co_await signals.wait();
-    if (!error && !quiet) {
+    if (!error) {
         fmt::print("caught {}, closing connections\n",
                    signal_number == SIGINT ? "SIGINT" : "SIGTERM");
     }
@@ -201,7 +201,7 @@ int echo_server_main(int argc, char** argv) {
         fmt::print("listening on {}\n", listener->local_address());
 
         echo_server_stats stats;
-        context.spawn(watch_signals(context, signals, quiet));
+        context.spawn(watch_signals(context, signals));
         context.spawn(accept_connections(context, *listener, quiet, stats));
         context.run();
         return stats.failed ? 1 : 0;

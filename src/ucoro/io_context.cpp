@@ -143,8 +143,8 @@ const char* describe_io_uring_error(int error) noexcept {
                "low on this kernel; raise it with 'ulimit -l' (RLIMIT_MEMLOCK) or use a kernel "
                ">= 5.12";
     case ENOSYS:
-        return "io_uring is missing or too old (ENOSYS): ucoro needs Linux >= 5.11 with "
-               "CONFIG_IO_URING";
+        return "io_uring is not available (ENOSYS): the kernel is too old or built without "
+               "io_uring; ucoro needs Linux >= 5.11 with CONFIG_IO_URING";
     default:
         return "io_uring could not be set up";
     }
