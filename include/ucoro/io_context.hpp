@@ -119,7 +119,7 @@ private:
     std::size_t m_in_flight = 0;
     detail::operation* m_in_flight_head = nullptr;
     std::deque<std::coroutine_handle<>> m_ready;
-    std::vector<completion> m_completions; // reaped from the CQ, not yet dispatched
+    std::vector<completion> m_completions;             // reaped from the CQ, not yet dispatched
     detail::spawned_promise* m_spawned_head = nullptr; // detached tasks still alive
     statistics m_stats;
 };

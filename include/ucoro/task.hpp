@@ -49,7 +49,7 @@ public:
     task<T> get_return_object() noexcept;
 
     template <typename U>
-        requires std::is_convertible_v<U&&, T>
+    requires std::is_convertible_v<U&&, T>
     void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
         m_result.template emplace<1>(std::forward<U>(value));
     }

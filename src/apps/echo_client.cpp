@@ -47,8 +47,8 @@ task<void> run_connection(io_context& context, net::address server, unsigned id,
         fmt::print("sending {:?} to connection {}\n", message, id);
         auto [send_error, sent] = co_await sock.send_all(bytes_of(message));
         if (send_error) {
-            outcome.failure = fmt::format("send failed after {} bytes: {}", sent,
-                                          send_error.message());
+            outcome.failure =
+                fmt::format("send failed after {} bytes: {}", sent, send_error.message());
             co_return;
         }
         expected += message;
@@ -108,14 +108,18 @@ int echo_client_main(int argc, char** argv) {
     }
     const auto port = net::address::parse_port(argv[2]);
     if (!port) {
-        fmt::print(stderr, "ucoro-echo-client: invalid port '{}': expected a number from 0 to "
-                           "65535\n{}\n", argv[2], usage);
+        fmt::print(stderr,
+                   "ucoro-echo-client: invalid port '{}': expected a number from 0 to "
+                   "65535\n{}\n",
+                   argv[2], usage);
         return 2;
     }
     const auto count = parse_count(argv[3]);
     if (!count) {
-        fmt::print(stderr, "ucoro-echo-client: invalid NUM_CONNECTIONS '{}': expected a number "
-                           "from 1 to {}\n{}\n", argv[3], max_connections, usage);
+        fmt::print(stderr,
+                   "ucoro-echo-client: invalid NUM_CONNECTIONS '{}': expected a number "
+                   "from 1 to {}\n{}\n",
+                   argv[3], max_connections, usage);
         return 2;
     }
     const auto server = net::address::parse(argv[1], *port);
@@ -146,7 +150,8 @@ int echo_client_main(int argc, char** argv) {
     for (unsigned i = 0; i < *count; ++i) {
         if (!outcomes[i].failure.empty()) {
             ++failed;
-            fmt::print(stderr, "ucoro-echo-client: connection {}: {}\n", i + 1, outcomes[i].failure);
+            fmt::print(stderr, "ucoro-echo-client: connection {}: {}\n", i + 1,
+                       outcomes[i].failure);
         }
     }
     if (failed > 0) {

@@ -1,9 +1,9 @@
 #include "echo_server.hpp"
 
 #include <array>
-#include <optional>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <system_error>
 
@@ -124,8 +124,8 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
             (void)co_await sleep_for(context, std::chrono::milliseconds(100));
             continue;
         }
-        fmt::print(stderr, "ucoro-echo-server: accept on {} failed: {}\n",
-                   listener.local_address(), error.message());
+        fmt::print(stderr, "ucoro-echo-server: accept on {} failed: {}\n", listener.local_address(),
+                   error.message());
         stats.failed = true;
         context.stop();
         break;
@@ -165,8 +165,10 @@ int echo_server_main(int argc, char** argv) {
     }
     const auto port = net::address::parse_port(positional[1]);
     if (!port) {
-        fmt::print(stderr, "ucoro-echo-server: invalid port '{}': expected a number from 0 to "
-                           "65535\n{}\n", positional[1], usage);
+        fmt::print(stderr,
+                   "ucoro-echo-server: invalid port '{}': expected a number from 0 to "
+                   "65535\n{}\n",
+                   positional[1], usage);
         return 2;
     }
     const auto local = net::address::parse(positional[0], *port);

@@ -79,9 +79,9 @@ detail::spawned_promise::spawned run_detached(io_context&, task<void> work) {
 
 // The opcodes the library submits, with the kernel that added the last of them.
 constexpr int required_opcodes[] = {
-    IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV,         IORING_OP_SEND,
-    IORING_OP_CLOSE,  IORING_OP_TIMEOUT, IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD,
-    IORING_OP_SHUTDOWN,
+    IORING_OP_ACCEPT,       IORING_OP_CONNECT,  IORING_OP_RECV,
+    IORING_OP_SEND,         IORING_OP_CLOSE,    IORING_OP_TIMEOUT,
+    IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD, IORING_OP_SHUTDOWN,
 };
 
 int init_ring(io_uring& ring, const io_context_options& options) {
@@ -156,8 +156,7 @@ const char* describe_io_uring_error(int error) noexcept {
 
 io_context::io_context(io_context_options options) {
     if (const int result = init_ring(m_ring, options); result < 0) {
-        throw std::system_error(-result, std::system_category(),
-                                describe_io_uring_error(-result));
+        throw std::system_error(-result, std::system_category(), describe_io_uring_error(-result));
     }
     m_completions.reserve(m_ring.cq.ring_entries);
 }
@@ -192,7 +191,9 @@ void io_context::spawn(task<void> work) {
     post(run_detached(*this, std::move(work)).handle);
 }
 
-void io_context::run() { run_loop(nullptr); }
+void io_context::run() {
+    run_loop(nullptr);
+}
 
 void io_context::run_loop(const bool* done) {
     while (true) {

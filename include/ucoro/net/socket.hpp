@@ -42,9 +42,7 @@ public:
     /// The address of this end (getsockname).
     address local_address() const;
 
-    recv_operation recv(std::span<std::byte> buffer) noexcept {
-        return {*m_context, m_fd, buffer};
-    }
+    recv_operation recv(std::span<std::byte> buffer) noexcept { return {*m_context, m_fd, buffer}; }
     send_operation send(std::span<const std::byte> bytes) noexcept {
         return {*m_context, m_fd, bytes};
     }
