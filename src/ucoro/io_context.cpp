@@ -202,7 +202,7 @@ void io_context::run_loop(const bool* done) {
         for (std::size_t n = m_ready.size(); n > 0 && !(done && *done); --n) {
             const auto handle = m_ready.front();
             m_ready.pop_front();
-            handle.resume();
+            detail::resume(handle);
         }
         if (done != nullptr && *done) {
             break;
@@ -356,7 +356,7 @@ void io_awaitable::await_suspend(std::coroutine_handle<> waiter) {
 void io_awaitable::complete(int result, std::uint32_t flags) noexcept {
     m_result = result;
     m_flags = flags;
-    m_waiter.resume();
+    detail::resume(m_waiter);
 }
 
 } // namespace detail

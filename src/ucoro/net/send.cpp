@@ -3,6 +3,7 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include "ucoro/detail/transfer.hpp"
 #include "ucoro/io_context.hpp"
 
 namespace ucoro::net {
@@ -45,7 +46,7 @@ void send_all_operation::complete(int result, std::uint32_t) noexcept {
             }
         }
     }
-    m_waiter.resume();
+    detail::resume(m_waiter);
 }
 
 } // namespace ucoro::net
