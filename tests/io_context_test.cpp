@@ -734,3 +734,55 @@ TEST_CASE("block_on throws logic_error when the loop runs out of work before its
 }
 
 } // namespace
+
+namespace {
+
+task<void> call_run_inside(io_context& context, bool& threw) {
+    try {
+        context.run();
+    } catch (const std::logic_error&) {
+        threw = true;
+    }
+    co_return;
+}
+
+task<void> yield_until(io_context& context, const bool& flag, int& turns) {
+    while (!flag && turns < 100000) {
+        ++turns;
+        co_await next_turn{context};
+    }
+}
+
+task<void> sleep_then_set(io_context& context, bool& flag) {
+    (void)co_await ucoro::sleep_for(context, 1ms);
+    flag = true;
+}
+
+} // namespace
+
+TEST_CASE("run() called from inside a coroutine of the same context throws logic_error") {
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    bool threw = false;
+    context->block_on(call_run_inside(*context, threw));
+    CHECK(threw);
+}
+
+TEST_CASE("a coroutine that is always ready does not starve completions") {
+    // Every turn leaves a coroutine ready, so the loop never waits; completions must still
+    // be collected (with DEFER_TASKRUN that takes asking for events on every submit).
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    bool woke = false;
+    int turns = 0;
+    context->spawn(yield_until(*context, woke, turns));
+    context->spawn(sleep_then_set(*context, woke));
+    context->run();
+    INFO("turns spent yielding: " << turns);
+    CHECK(woke);
+    CHECK(turns < 100000);
+}

@@ -143,3 +143,26 @@ TEST_CASE("destroying a signal_set restores the signal mask it replaced") {
 }
 
 } // namespace
+
+TEST_CASE("destroying a signal_set consumes a signal still pending instead of dying of it") {
+    // The default action on purpose: if the pending SIGUSR2 were unblocked by the mask
+    // restore, it would terminate this test program, and ctest would report the failure.
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    struct sigaction previous {};
+    REQUIRE(::sigaction(SIGUSR2, &default_action, &previous) == 0);
+    REQUIRE_FALSE(is_blocked(SIGUSR2));
+    {
+        auto context = make_context();
+        if (!context) {
+            ::sigaction(SIGUSR2, &previous, nullptr);
+            return;
+        }
+        ucoro::signal_set signals(*context, {SIGUSR2});
+        // Like a second Ctrl+C arriving after the server decided to stop.
+        REQUIRE(::kill(::getpid(), SIGUSR2) == 0);
+    }
+    CHECK_FALSE(is_blocked(SIGUSR2));
+    ::sigaction(SIGUSR2, &previous, nullptr);
+}

@@ -112,10 +112,11 @@ private:
     void cancel_all_in_flight();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
-    void drain_on_destruction() noexcept;
+    bool drain_on_destruction() noexcept;
 
     io_uring m_ring{};
     bool m_stop_requested = false;
+    bool m_running = false;
     std::size_t m_in_flight = 0;
     detail::operation* m_in_flight_head = nullptr;
     std::deque<std::coroutine_handle<>> m_ready;

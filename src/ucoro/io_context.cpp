@@ -52,13 +52,17 @@ public:
     void return_void() noexcept {}
     void unhandled_exception() noexcept {
         // Nobody awaits a spawned task, so the exception has nowhere to go: say so loudly.
+        // (fputs, not fmt: reporting must not throw in turn.)
+        const char* what = "an exception of unknown type";
         try {
             throw;
         } catch (const std::exception& e) {
-            fmt::print(stderr, "ucoro: exception escaped a spawned task: {}\n", e.what());
+            what = e.what();
         } catch (...) {
-            fmt::print(stderr, "ucoro: exception of unknown type escaped a spawned task\n");
         }
+        std::fputs("ucoro: exception escaped a spawned task: ", stderr);
+        std::fputs(what, stderr);
+        std::fputs("\n", stderr);
     }
 
 private:
@@ -155,32 +159,45 @@ const char* describe_io_uring_error(int error) noexcept {
 // ---------------------------------------------------------------------------------------
 
 io_context::io_context(io_context_options options) {
+    // Allocate before the ring exists, so that a throw here leaks no ring.
+    m_completions.reserve(options.cq_entries != 0 ? options.cq_entries : options.sq_entries * 16);
     if (const int result = init_ring(m_ring, options); result < 0) {
         throw std::system_error(-result, std::system_category(), describe_io_uring_error(-result));
     }
-    m_completions.reserve(m_ring.cq.ring_entries);
 }
 
 io_context::~io_context() {
-    drain_on_destruction();
-    // Every operation has completed, so no frame is referenced by the kernel any more and
-    // the detached tasks that never finished can be freed.
-    while (m_spawned_head != nullptr) {
-        m_spawned_head->handle().destroy(); // its promise unlinks itself
+    if (drain_on_destruction()) {
+        // Every operation has completed, so the kernel refers to no frame any more and
+        // the detached tasks that never finished can be freed.
+        while (m_spawned_head != nullptr) {
+            m_spawned_head->handle().destroy(); // its promise unlinks itself
+        }
     }
     io_uring_queue_exit(&m_ring);
 }
 
-void io_context::drain_on_destruction() noexcept {
+bool io_context::drain_on_destruction() noexcept {
     // Cancel everything and wait for every final CQE, without resuming anybody: the
     // coroutines are about to be destroyed, not continued.
-    while (m_in_flight > 0) {
-        cancel_all_in_flight();
-        submit_pending(1);
-        reap();
-        dispatch(/*resume=*/false);
+    try {
+        while (m_in_flight > 0) {
+            cancel_all_in_flight();
+            submit_pending(1);
+            reap();
+            dispatch(/*resume=*/false);
+        }
+    } catch (const std::exception& e) {
+        // The ring cannot tell us when the kernel is done with the remaining operations, so
+        // their frames must never be freed: leaking them is the only safe choice left.
+        std::fprintf(stderr,
+                     "ucoro: ~io_context could not wait for %zu operations (%s); "
+                     "their coroutine frames are leaked\n",
+                     m_in_flight, e.what());
+        return false;
     }
     m_ready.clear();
+    return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -196,6 +213,15 @@ void io_context::run() {
 }
 
 void io_context::run_loop(const bool* done) {
+    if (m_running) {
+        // A nested loop would dispatch the outer loop's completions a second time.
+        throw std::logic_error("io_context::run/block_on called from inside the same context");
+    }
+    m_running = true;
+    struct running_guard {
+        bool& running;
+        ~running_guard() { running = false; }
+    } guard{m_running};
     while (true) {
         // Resume what is ready. A coroutine may post more; those wait for the next turn
         // so that I/O completions are not starved.
@@ -215,17 +241,24 @@ void io_context::run_loop(const bool* done) {
         }
         // One syscall: submit everything prepared since the last turn and, if nobody is
         // ready to run, sleep until at least one completion arrives.
-        submit_pending(m_ready.empty() ? 1 : 0);
+        submit_pending(m_ready.empty() && m_completions.empty() ? 1 : 0);
         reap();
         dispatch(/*resume=*/true);
     }
+    // Hand the kernel what the last coroutines prepared (a block_on can end mid-turn):
+    // an SQE left in the ring would be submitted late, against an fd that may have been
+    // closed and reused by then.
+    io_uring_submit(&m_ring);
     m_stop_requested = false;
 }
 
 void io_context::submit_pending(unsigned wait_for) {
     while (true) {
         ++m_stats.submit_calls;
-        const int result = io_uring_submit_and_wait(&m_ring, wait_for);
+        // With DEFER_TASKRUN, completions reach the CQ only when we ask for events, so even
+        // the non-waiting submit asks, or ready coroutines could starve I/O.
+        const int result = wait_for > 0 ? io_uring_submit_and_wait(&m_ring, wait_for)
+                                        : io_uring_submit_and_get_events(&m_ring);
         if (result >= 0 || result == -ETIME) {
             return;
         }
@@ -234,8 +267,10 @@ void io_context::submit_pending(unsigned wait_for) {
         }
         if (result == -EBUSY || result == -EAGAIN) {
             // The kernel holds completions we have not taken (CQ overflow backlog): make
-            // room by reaping them, then try again.
+            // room by reaping them, then try again. Those must be dispatched before we may
+            // sleep: they could be the last completions there will ever be.
             reap();
+            wait_for = 0;
             continue;
         }
         throw std::system_error(-result, std::system_category(), "io_uring_submit_and_wait");
@@ -276,6 +311,8 @@ void io_context::dispatch(bool resume) {
         }
         if (resume) {
             op->complete(c.result, c.flags);
+        } else {
+            op->discard(c.result, c.flags);
         }
     }
     m_completions.clear();
@@ -319,7 +356,6 @@ void io_context::cancel_all_in_flight() {
 }
 
 void io_context::link(detail::operation& op) noexcept {
-    op.m_cancel_requested = false;
     op.m_prev = nullptr;
     op.m_next = m_in_flight_head;
     if (m_in_flight_head != nullptr) {
@@ -350,6 +386,7 @@ namespace detail {
 
 void io_awaitable::await_suspend(std::coroutine_handle<> waiter) {
     m_waiter = waiter;
+    clear_cancel_request();
     context().submit(*this);
 }
 

@@ -30,6 +30,12 @@ signal_set::signal_set(io_context& context, std::initializer_list<int> signals)
 }
 
 signal_set::~signal_set() {
+    // Consume what arrived after the last wait(): unblocking a pending SIGINT would run its
+    // default action and kill a process that had already decided to exit cleanly (a second
+    // Ctrl+C, a supervisor's follow-up SIGTERM). Bounded: each read takes one signal.
+    signalfd_siginfo info;
+    for (int i = 0; i < 64 && ::read(m_fd, &info, sizeof(info)) == sizeof(info); ++i) {
+    }
     ::close(m_fd);
     pthread_sigmask(SIG_SETMASK, &m_previous_mask, nullptr);
 }

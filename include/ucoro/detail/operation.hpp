@@ -29,12 +29,21 @@ public:
     virtual void prepare(io_uring_sqe& sqe) noexcept = 0;
     /// Called once per CQE with its result (>= 0, or -errno) and flags.
     virtual void complete(int result, std::uint32_t flags) noexcept = 0;
+    /// Called instead of complete() when ~io_context drains the ring: nobody will be
+    /// resumed, but a result that owns a resource (an accepted fd) must be released.
+    virtual void discard(int /*result*/, std::uint32_t /*flags*/) noexcept {}
 
     io_context& context() const noexcept { return *m_context; }
 
 protected:
     explicit operation(io_context& context) noexcept : m_context(&context) {}
     ~operation() = default;
+
+    /// Whether cancel() or stop() has asked the kernel to cancel this operation since it
+    /// was last awaited: an operation that resubmits itself must not go on after that.
+    bool cancel_requested() const noexcept { return m_cancel_requested; }
+    /// Called when a new await begins, so an earlier cancel does not outlive its await.
+    void clear_cancel_request() noexcept { m_cancel_requested = false; }
 
 private:
     friend class ucoro::io_context;

@@ -19,6 +19,7 @@ public:
         : io_awaitable(context), m_listen_fd(listen_fd) {}
 
     void prepare(io_uring_sqe& sqe) noexcept override;
+    void discard(int result, std::uint32_t flags) noexcept override;
     io_result<socket> await_resume() noexcept;
 
 private:

@@ -15,6 +15,7 @@ public:
 
     bool await_ready() const noexcept { return m_fd < 0; }
     void prepare(io_uring_sqe& sqe) noexcept override;
+    void discard(int result, std::uint32_t flags) noexcept override;
     [[nodiscard]] std::error_code await_resume() const noexcept;
 
 private:

@@ -13,6 +13,12 @@ void close_operation::prepare(io_uring_sqe& sqe) noexcept {
     io_uring_prep_close(&sqe, m_fd);
 }
 
+void close_operation::discard(int result, std::uint32_t) noexcept {
+    if (result == -ECANCELED) {
+        ::close(m_fd); // cancelled before it ran, and the socket gave the fd up already
+    }
+}
+
 std::error_code close_operation::await_resume() const noexcept {
     if (m_fd < 0) {
         return {};

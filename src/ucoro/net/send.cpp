@@ -21,6 +21,7 @@ io_result<std::size_t> send_operation::await_resume() const noexcept {
 
 void send_all_operation::await_suspend(std::coroutine_handle<> waiter) {
     m_waiter = waiter;
+    clear_cancel_request();
     context().submit(*this);
 }
 
@@ -38,11 +39,16 @@ void send_all_operation::complete(int result, std::uint32_t) noexcept {
     } else {
         m_sent += static_cast<std::size_t>(result);
         if (m_sent < m_bytes.size()) {
-            if (context().stop_requested()) {
+            if (cancel_requested() || context().stop_requested()) {
+                // The cancel raced with a short send and lost: honour it here.
                 m_error = std::make_error_code(std::errc::operation_canceled);
             } else {
-                context().submit(*this); // a short send: send the rest
-                return;
+                try {
+                    context().submit(*this); // a short send: send the rest
+                    return;
+                } catch (const std::system_error& e) {
+                    m_error = e.code();
+                }
             }
         }
     }
