@@ -2,6 +2,7 @@
 // the lifetime of coroutine frames. Tasks are driven by io_context::block_on.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "support/counting.hpp"
 #include "ucoro/io_context.hpp"
+#include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
 
 namespace {
@@ -177,6 +179,44 @@ TEST_CASE("a chain of 100000 nested awaits completes without overflowing the sta
     CHECK(context->block_on(depth(levels)) == levels);
     // Twice, so the trampoline's thread-local state is shown to be reset after a chain.
     CHECK(context->block_on(depth(levels)) == levels);
+}
+
+// A chain `levels` deep whose innermost task waits an hour on the ring, each frame holding
+// a counted object.
+task<int> parked_chain(ucoro::io_context& context, int levels, lifetime_counts& counts) {
+    counted in_frame{counts};
+    if (levels == 0) {
+        (void)co_await ucoro::sleep_for(context, std::chrono::hours(1));
+        co_return 0;
+    }
+    co_return 1 + co_await parked_chain(context, levels - 1, counts);
+}
+
+task<void> run_parked_chain(ucoro::io_context& context, int levels, lifetime_counts& counts) {
+    (void)co_await parked_chain(context, levels, counts);
+}
+
+task<void> one_turn(ucoro::io_context& context) {
+    co_await ucoro_test::next_turn{context};
+}
+
+TEST_CASE("destroying a context frees a 100000-deep suspended chain without deep recursion") {
+    // Each frame owns the task it awaits, so freeing the top frame frees the one below from
+    // inside its destructor: 100,000 nested destructors would overflow the stack. A crash
+    // fails the test.
+    constexpr int levels = 100'000;
+    lifetime_counts counts;
+    {
+        auto context = make_context();
+        if (!context) {
+            return;
+        }
+        context->spawn(run_parked_chain(*context, levels, counts));
+        context->block_on(one_turn(*context)); // the whole chain is built and parked
+        REQUIRE(counts.constructed == levels + 1);
+        REQUIRE(counts.destroyed == 0);
+    } // ~io_context: cancel the sleep, then free the chain
+    CHECK(counts.alive() == 0);
 }
 
 // One counted object as a parameter (lives as long as the frame) and one as a local

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "ucoro/detail/transfer.hpp"
 
@@ -39,9 +40,40 @@ public:
         m_continuation = continuation;
     }
 
+    /// While this coroutine awaits another task: that task's promise, and the handle (inside
+    /// the task object in this frame) that owns its frame. Lets destroy_chain() free a chain
+    /// of unfinished tasks leaf first, without one native frame per level.
+    task_promise_base* m_awaited = nullptr;
+    std::coroutine_handle<>* m_awaited_owner = nullptr;
+
 private:
     std::coroutine_handle<> m_continuation = std::noop_coroutine();
 };
+
+/// Frees the frame `owner` holds and, first, every unfinished task it is suspended on.
+/// Destroying a frame destroys the task objects in it, which destroy their frames in turn:
+/// a chain of 100,000 suspended tasks would recurse 100,000 deep. Instead the owning handles
+/// are cleared from the leaf upwards, so each ~task on the way finds nothing left to free.
+inline void destroy_chain(std::coroutine_handle<>& owner, task_promise_base& promise) noexcept {
+    if (promise.m_awaited == nullptr) {
+        std::exchange(owner, nullptr).destroy(); // the usual case: nothing below
+        return;
+    }
+    std::vector<std::coroutine_handle<>*> owners;
+    try {
+        owners.push_back(&owner);
+        for (task_promise_base* p = &promise; p->m_awaited != nullptr; p = p->m_awaited) {
+            owners.push_back(p->m_awaited_owner);
+        }
+    } catch (...) {
+        // Out of memory: fall back to destroying recursively.
+        std::exchange(owner, nullptr).destroy();
+        return;
+    }
+    for (auto it = owners.rbegin(); it != owners.rend(); ++it) {
+        std::exchange(**it, nullptr).destroy();
+    }
+}
 
 template <typename T>
 class task_promise final : public task_promise_base {
@@ -123,30 +155,55 @@ public:
     /// True once the coroutine has run to its end (returned or thrown).
     bool done() const noexcept { return m_handle && m_handle.done(); }
 
+    class awaiter;
     /// Awaiting a task runs it; only rvalues may be awaited, so a task runs at most once.
-    auto operator co_await() && noexcept {
-        struct awaiter {
-            std::coroutine_handle<promise_type> m_task;
-
-            bool await_ready() const noexcept { return false; }
-            std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-                m_task.promise().set_continuation(awaiting);
-                return detail::transfer_to(m_task); // start the task
-            }
-            T await_resume() { return std::move(m_task.promise()).result(); }
-        };
-        return awaiter{m_handle};
-    }
+    awaiter operator co_await() && noexcept { return awaiter{*this}; }
 
 private:
+    promise_type& promise() const noexcept {
+        return std::coroutine_handle<promise_type>::from_address(m_handle.address()).promise();
+    }
     void destroy() noexcept {
         if (m_handle) {
-            m_handle.destroy();
-            m_handle = nullptr;
+            detail::destroy_chain(m_handle, promise());
         }
     }
 
-    std::coroutine_handle<promise_type> m_handle;
+    // Type-erased so that a parent's promise can point at it whatever the child's T.
+    std::coroutine_handle<> m_handle;
+};
+
+/// What `co_await std::move(t)` suspends on: it starts the task by symmetric transfer and
+/// takes its value (or exception) when the task resumes us.
+template <typename T>
+class task<T>::awaiter {
+public:
+    explicit awaiter(task& t) noexcept : m_task(&t) {}
+
+    bool await_ready() const noexcept { return false; }
+
+    template <typename Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
+        m_task->promise().set_continuation(awaiting);
+        if constexpr (std::is_base_of_v<detail::task_promise_base, Promise>) {
+            // Record the chain, for destroy_chain().
+            m_awaiting = &awaiting.promise();
+            m_awaiting->m_awaited = &m_task->promise();
+            m_awaiting->m_awaited_owner = &m_task->m_handle;
+        }
+        return detail::transfer_to(m_task->m_handle); // start the task
+    }
+
+    T await_resume() {
+        if (m_awaiting != nullptr) {
+            m_awaiting->m_awaited = nullptr; // the child has finished
+        }
+        return std::move(m_task->promise()).result();
+    }
+
+private:
+    task* m_task;
+    detail::task_promise_base* m_awaiting = nullptr;
 };
 
 namespace detail {
