@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -14,13 +15,16 @@
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/sleep.hpp"
 
 namespace ucoro::apps {
 
 namespace {
 
-constexpr std::string_view usage = "usage: ucoro-echo-client HOST PORT NUM_CONNECTIONS";
+constexpr std::string_view usage =
+    "usage: ucoro-echo-client [-t SECONDS] HOST PORT NUM_CONNECTIONS";
 constexpr unsigned max_connections = 10000;
+constexpr unsigned default_timeout_seconds = 10;
 
 // What each connection sends, as in the lesson's client.
 constexpr std::array<std::string_view, 2> messages = {"Message 1 from client.",
@@ -30,16 +34,53 @@ struct connection_outcome {
     std::string failure; // empty if every byte matched
 };
 
+/// What the connections share: how many are still running, and the watchdog that stops
+/// them all if the server does not answer in time.
+struct client_state {
+    unsigned remaining = 0;
+    std::chrono::seconds timeout{default_timeout_seconds};
+    sleep_operation* watchdog = nullptr; // while the watchdog sleeps
+    bool timed_out = false;
+};
+
+/// Sleeps for the timeout, then stops every connection (they see operation_canceled).
+/// The last connection to finish cancels this sleep, so a healthy run does not wait.
+task<void> watchdog(io_context& context, client_state& state) {
+    sleep_operation sleep = sleep_for(context, state.timeout);
+    state.watchdog = &sleep;
+    const std::error_code error = co_await sleep;
+    state.watchdog = nullptr;
+    if (!error) {
+        state.timed_out = true;
+        context.stop();
+    }
+}
+
+void finish_connection(io_context& context, client_state& state) {
+    if (--state.remaining == 0 && state.watchdog != nullptr) {
+        context.cancel(*state.watchdog);
+    }
+}
+
+/// Describes an I/O error, naming the timeout when it was the watchdog that cancelled.
+std::string describe(const std::error_code& error, const client_state& state) {
+    if (state.timed_out && error == std::errc::operation_canceled) {
+        return fmt::format("no answer within {} s (is it an echo server?)", state.timeout.count());
+    }
+    return error.message();
+}
+
 std::span<const std::byte> bytes_of(std::string_view text) {
     return std::as_bytes(std::span(text.data(), text.size()));
 }
 
-task<void> run_connection(io_context& context, net::address server, unsigned id,
-                          connection_outcome& outcome) {
+task<void> exchange_messages(io_context& context, net::address server, unsigned id,
+                             const client_state& state, connection_outcome& outcome) {
     fmt::print("starting connection {} to {}\n", id, server);
     auto [connect_error, sock] = co_await net::connect(context, server);
     if (connect_error) {
-        outcome.failure = fmt::format("connect to {} failed: {}", server, connect_error.message());
+        outcome.failure =
+            fmt::format("connect to {} failed: {}", server, describe(connect_error, state));
         co_return;
     }
     std::string expected;
@@ -48,7 +89,7 @@ task<void> run_connection(io_context& context, net::address server, unsigned id,
         auto [send_error, sent] = co_await sock.send_all(bytes_of(message));
         if (send_error) {
             outcome.failure =
-                fmt::format("send failed after {} bytes: {}", sent, send_error.message());
+                fmt::format("send failed after {} bytes: {}", sent, describe(send_error, state));
             co_return;
         }
         expected += message;
@@ -61,8 +102,9 @@ task<void> run_connection(io_context& context, net::address server, unsigned id,
     while (received.size() < expected.size()) {
         auto [recv_error, n] = co_await sock.recv(buffer);
         if (recv_error) {
-            outcome.failure = fmt::format("receive failed after {} of {} bytes: {}",
-                                          received.size(), expected.size(), recv_error.message());
+            outcome.failure =
+                fmt::format("receive failed after {} of {} bytes: {}", received.size(),
+                            expected.size(), describe(recv_error, state));
             co_return;
         }
         if (n == 0) {
@@ -81,11 +123,17 @@ task<void> run_connection(io_context& context, net::address server, unsigned id,
     (void)co_await sock.close();
 }
 
-std::optional<unsigned> parse_count(std::string_view text) {
+task<void> run_connection(io_context& context, net::address server, unsigned id,
+                          client_state& state, connection_outcome& outcome) {
+    co_await exchange_messages(context, server, id, state, outcome);
+    finish_connection(context, state);
+}
+
+std::optional<unsigned> parse_number(std::string_view text, unsigned low, unsigned high) {
     unsigned value = 0;
     const char* end = text.data() + text.size();
     const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-    if (text.empty() || ec != std::errc() || ptr != end || value == 0 || value > max_connections) {
+    if (text.empty() || ec != std::errc() || ptr != end || value < low || value > high) {
         return std::nullopt;
     }
     return value;
@@ -94,40 +142,66 @@ std::optional<unsigned> parse_count(std::string_view text) {
 } // namespace
 
 int echo_client_main(int argc, char** argv) {
-    if (argc == 2 && (std::string_view(argv[1]) == "-h" || std::string_view(argv[1]) == "--help")) {
-        fmt::print("{}\n"
-                   "Opens NUM_CONNECTIONS connections at once; each sends two messages, reads\n"
-                   "the same bytes back and closes. Exits 0 only if every byte matched.\n"
-                   "example: ucoro-echo-client 127.0.0.1 65432 2\n",
-                   usage);
-        return 0;
+    client_state state;
+    std::string_view positional[3];
+    int count_positional = 0;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "-h" || arg == "--help") {
+            fmt::print("{}\n"
+                       "Opens NUM_CONNECTIONS connections at once; each sends two messages, reads\n"
+                       "the same bytes back and closes. Exits 0 only if every byte matched.\n"
+                       "  -t SECONDS   give up on the server after this long (default {})\n"
+                       "example: ucoro-echo-client 127.0.0.1 65432 2\n",
+                       usage, default_timeout_seconds);
+            return 0;
+        }
+        if (arg == "-t" && i + 1 < argc) {
+            const auto seconds = parse_number(argv[++i], 1, 86400);
+            if (!seconds) {
+                fmt::print(stderr,
+                           "ucoro-echo-client: invalid timeout '{}': expected seconds from 1 "
+                           "to 86400\n{}\n",
+                           argv[i], usage);
+                return 2;
+            }
+            state.timeout = std::chrono::seconds(*seconds);
+        } else if (arg.size() > 1 && arg[0] == '-') {
+            fmt::print(stderr, "ucoro-echo-client: unknown option '{}'\n{}\n", arg, usage);
+            return 2;
+        } else if (count_positional < 3) {
+            positional[count_positional++] = arg;
+        } else {
+            fmt::print(stderr, "ucoro-echo-client: unexpected argument '{}'\n{}\n", arg, usage);
+            return 2;
+        }
     }
-    if (argc != 4) {
+    if (count_positional != 3) {
         fmt::print(stderr, "{}\n", usage);
         return 2;
     }
-    const auto port = net::address::parse_port(argv[2]);
+    const auto port = net::address::parse_port(positional[1]);
     if (!port) {
         fmt::print(stderr,
                    "ucoro-echo-client: invalid port '{}': expected a number from 0 to "
                    "65535\n{}\n",
-                   argv[2], usage);
+                   positional[1], usage);
         return 2;
     }
-    const auto count = parse_count(argv[3]);
+    const auto count = parse_number(positional[2], 1, max_connections);
     if (!count) {
         fmt::print(stderr,
                    "ucoro-echo-client: invalid NUM_CONNECTIONS '{}': expected a number "
                    "from 1 to {}\n{}\n",
-                   argv[3], max_connections, usage);
+                   positional[2], max_connections, usage);
         return 2;
     }
-    const auto server = net::address::parse(argv[1], *port);
+    const auto server = net::address::parse(positional[0], *port);
     if (!server) {
         fmt::print(stderr,
                    "ucoro-echo-client: bad address '{}': expected a numeric IPv4 or IPv6 "
                    "address such as 127.0.0.1 or ::1\n",
-                   argv[1]);
+                   positional[0]);
         return 1;
     }
 
@@ -141,8 +215,10 @@ int echo_client_main(int argc, char** argv) {
     }
 
     std::vector<connection_outcome> outcomes(*count);
+    state.remaining = *count;
+    context->spawn(watchdog(*context, state));
     for (unsigned i = 0; i < *count; ++i) {
-        context->spawn(run_connection(*context, *server, i + 1, outcomes[i]));
+        context->spawn(run_connection(*context, *server, i + 1, state, outcomes[i]));
     }
     context->run();
 

@@ -36,7 +36,8 @@ using ucoro_test::completed_run;
 using ucoro_test::split_lines;
 using ucoro_test::unique_fd;
 
-constexpr std::string_view client_usage = "usage: ucoro-echo-client HOST PORT NUM_CONNECTIONS";
+constexpr std::string_view client_usage =
+    "usage: ucoro-echo-client [-t SECONDS] HOST PORT NUM_CONNECTIONS";
 constexpr std::string_view sent_text = "Message 1 from client.Message 2 from client.";
 
 completed_run run_client(std::vector<std::string> args) {
@@ -310,6 +311,30 @@ TEST_CASE("echo client exits 1 when the connection is refused", "[echo_client][e
     for (const std::string& line : failures) {
         CHECK_THAT(line, Contains(fmt::format("connect to 127.0.0.1:{} failed", port)));
         CHECK_THAT(line, Contains("Connection refused"));
+    }
+}
+
+TEST_CASE("echo client gives up with exit 1 on a server that never answers", "[echo_client][e2e]") {
+    // A listener that never accepts: connections complete in its backlog and the messages
+    // fit in the socket buffers, so only the client's timeout can end the run.
+    const unique_fd silent = ucoro_test::bind_loopback(/*listen_too=*/true);
+    const completed_run run = run_client(
+        {"-t", "1", "127.0.0.1", std::to_string(ucoro_test::local_port(silent.get())), "3"});
+    INFO("stderr:\n" << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 1);
+    CHECK_THAT(run.err, Contains("connection 1: receive failed after 0 of 44 bytes: no answer "
+                                 "within 1 s"));
+    CHECK_THAT(run.err, Contains("3 of 3 connections failed"));
+}
+
+TEST_CASE("echo client rejects a bad timeout with usage and exit 2", "[echo_client][cli]") {
+    for (const char* seconds : {"0", "x", "-5", "86401"}) {
+        const completed_run run = run_client({"-t", seconds, "127.0.0.1", "1", "1"});
+        INFO("-t " << seconds << " stderr:\n" << run.err);
+        REQUIRE(run.status.exited);
+        CHECK(run.status.code == 2);
+        CHECK_THAT(run.err, Contains(std::string(client_usage)));
     }
 }
 
