@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "support/counting.hpp"
+#include "support/unique_fd.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/listener.hpp"
@@ -42,23 +43,7 @@ using ucoro_test::lifetime_counts;
 using ucoro_test::make_context;
 using ucoro_test::next_turn;
 
-/// Owns a descriptor made with plain syscalls, so the test's setup does not depend on the
-/// library it is testing.
-class unique_fd {
-public:
-    explicit unique_fd(int fd = -1) noexcept : m_fd(fd) {}
-    unique_fd(unique_fd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-    unique_fd& operator=(unique_fd&&) = delete;
-    ~unique_fd() {
-        if (m_fd >= 0) {
-            ::close(m_fd);
-        }
-    }
-    int get() const noexcept { return m_fd; }
-
-private:
-    int m_fd;
-};
+using ucoro_test::unique_fd;
 
 /// Both ends of a loopback TCP connection, made synchronously through `listener`.
 struct tcp_pair {

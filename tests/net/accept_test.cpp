@@ -37,7 +37,7 @@ address kernel_local_address(int fd) {
 } // namespace
 
 TEST_CASE("a listener bound to port 0 reports the port the kernel chose") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -51,7 +51,7 @@ TEST_CASE("a listener bound to port 0 reports the port the kernel chose") {
 }
 
 TEST_CASE("binding a port that is already listened on throws EADDRINUSE naming the address") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -75,7 +75,7 @@ TEST_CASE("binding a port that is already listened on throws EADDRINUSE naming t
 }
 
 TEST_CASE("accept returns a socket whose peer_address is the connector's local_address") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -95,7 +95,7 @@ TEST_CASE("accept returns a socket whose peer_address is the connector's local_a
 }
 
 TEST_CASE("an accept waiting in the ring completes when a connection arrives") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -138,7 +138,7 @@ TEST_CASE("an accept waiting in the ring completes when a connection arrives") {
 }
 
 TEST_CASE("accepted and connected sockets are close-on-exec") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -150,7 +150,7 @@ TEST_CASE("accepted and connected sockets are close-on-exec") {
 }
 
 TEST_CASE("connect to a port nobody listens on returns ECONNREFUSED as an error_code") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -175,7 +175,7 @@ TEST_CASE("connect to a port nobody listens on returns ECONNREFUSED as an error_
 }
 
 TEST_CASE("an IPv6 loopback listener accepts a connection over ::1") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -211,7 +211,7 @@ TEST_CASE("an IPv6 loopback listener accepts a connection over ::1") {
 }
 
 TEST_CASE("a listener accepts several queued connections in the order they arrived") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }

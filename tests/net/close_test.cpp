@@ -22,7 +22,7 @@ using ucoro::net::address;
 using ucoro::net::listener;
 
 TEST_CASE("co_await close() closes the descriptor and the peer reads end of stream") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -45,7 +45,7 @@ TEST_CASE("co_await close() closes the descriptor and the peer reads end of stre
 }
 
 TEST_CASE("closing a socket twice is harmless") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -66,7 +66,7 @@ TEST_CASE("closing a socket twice is harmless") {
 }
 
 TEST_CASE("a closed socket never touches its old descriptor number again") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -94,7 +94,7 @@ TEST_CASE("a closed socket never touches its old descriptor number again") {
 }
 
 TEST_CASE("destroying an open socket closes its descriptor") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -116,7 +116,7 @@ TEST_CASE("destroying an open socket closes its descriptor") {
 }
 
 TEST_CASE("move-assigning over an open socket closes the descriptor it held") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -135,7 +135,7 @@ TEST_CASE("move-assigning over an open socket closes the descriptor it held") {
 }
 
 TEST_CASE("release() gives up the descriptor without closing it") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }

@@ -33,7 +33,7 @@ void wait_until_readable(int fd) {
 } // namespace
 
 TEST_CASE("recv returns exactly the bytes the peer sent") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -66,7 +66,7 @@ TEST_CASE("recv returns exactly the bytes the peer sent") {
 }
 
 TEST_CASE("recv takes at most the buffer's size and leaves the rest queued") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -96,7 +96,7 @@ TEST_CASE("recv takes at most the buffer's size and leaves the rest queued") {
 }
 
 TEST_CASE("recv returns 0 without an error at end of stream after the peer closes") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -128,7 +128,7 @@ TEST_CASE("recv returns 0 without an error at end of stream after the peer close
 }
 
 TEST_CASE("a recv waiting for data completes with 0 when the peer closes") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -165,7 +165,7 @@ TEST_CASE("a recv waiting for data completes with 0 when the peer closes") {
 }
 
 TEST_CASE("recv into a zero-length buffer completes with 0 and consumes nothing") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -193,7 +193,7 @@ TEST_CASE("recv into a zero-length buffer completes with 0 and consumes nothing"
 }
 
 TEST_CASE("recv reports ECONNRESET after the peer resets the connection") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -224,7 +224,7 @@ TEST_CASE("recv reports ECONNRESET after the peer resets the connection") {
 }
 
 TEST_CASE("recv on a socket that was closed reports EBADF instead of reading another fd") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }

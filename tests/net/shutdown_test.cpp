@@ -39,7 +39,7 @@ task<void> serve_one_echo(listener& server, ucoro::apps::echo_server_stats& stat
 } // namespace
 
 TEST_CASE("after shutdown(send) the client still reads the whole echo until end of stream") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -75,7 +75,7 @@ TEST_CASE("after shutdown(send) the client still reads the whole echo until end 
 }
 
 TEST_CASE("half-close with a 1 MiB echo: the writer shuts down while a reader drains") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -122,7 +122,7 @@ TEST_CASE("half-close with a 1 MiB echo: the writer shuts down while a reader dr
 }
 
 TEST_CASE("after shutdown(send) the peer reads end of stream and can still send back") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -159,7 +159,7 @@ TEST_CASE("after shutdown(send) the peer reads end of stream and can still send 
 
 TEST_CASE("send after shutdown(send) fails with EPIPE instead of raising SIGPIPE") {
     ucoro_test::restore_default_sigpipe(); // so a SIGPIPE would end the program
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }
@@ -180,7 +180,7 @@ TEST_CASE("send after shutdown(send) fails with EPIPE instead of raising SIGPIPE
 }
 
 TEST_CASE("shutdown on a socket that was closed reports EBADF") {
-    auto context = ucoro_test::make_context_or_warn();
+    auto context = ucoro_test::make_context();
     if (!context) {
         return;
     }

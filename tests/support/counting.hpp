@@ -9,6 +9,7 @@
 #include <memory>
 #include <system_error>
 
+#include "support/context.hpp"
 #include "ucoro/io_context.hpp"
 
 namespace ucoro_test {
@@ -36,18 +37,6 @@ public:
 private:
     lifetime_counts* m_counts;
 };
-
-/// A context, or null (after a WARN naming the reason) when this machine cannot set up
-/// io_uring: a sandbox that forbids it is not a failure of ucoro. Catch2 v2 has no SKIP,
-/// so the caller returns early.
-inline std::unique_ptr<ucoro::io_context> make_context(ucoro::io_context_options options = {}) {
-    try {
-        return std::make_unique<ucoro::io_context>(options);
-    } catch (const std::system_error& e) {
-        WARN("io_uring is not available here, so this test checks nothing: " << e.what());
-        return nullptr;
-    }
-}
 
 /// `co_await next_turn{context}` suspends until the next turn of the loop. A turn that
 /// leaves a coroutine ready submits what was prepared without waiting, so after one

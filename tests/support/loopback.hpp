@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/context.hpp"
+#include "support/unique_fd.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/connect.hpp"
@@ -30,47 +32,6 @@
 #include "ucoro/task.hpp"
 
 namespace ucoro_test {
-
-/// The io_context for one test, or null (after a WARN naming the cause) when this kernel or
-/// sandbox has no usable io_uring: the caller returns, since Catch2 v2 has no SKIP.
-inline std::unique_ptr<ucoro::io_context> make_context_or_warn() {
-    try {
-        return std::make_unique<ucoro::io_context>();
-    } catch (const std::system_error& e) {
-        WARN("io_uring unavailable, test not run: " << e.what());
-        return nullptr;
-    }
-}
-
-/// Owns a plain descriptor, for the sockets a test builds by hand.
-class unique_fd {
-public:
-    unique_fd() noexcept = default;
-    explicit unique_fd(int fd) noexcept : m_fd(fd) {}
-    unique_fd(unique_fd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-    unique_fd& operator=(unique_fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            m_fd = std::exchange(other.m_fd, -1);
-        }
-        return *this;
-    }
-    unique_fd(const unique_fd&) = delete;
-    unique_fd& operator=(const unique_fd&) = delete;
-    ~unique_fd() { reset(); }
-
-    int get() const noexcept { return m_fd; }
-    int release() noexcept { return std::exchange(m_fd, -1); }
-    void reset() noexcept {
-        if (m_fd >= 0) {
-            ::close(m_fd);
-            m_fd = -1;
-        }
-    }
-
-private:
-    int m_fd = -1;
-};
 
 /// True when `fd` names no open descriptor: fcntl fails with EBADF.
 inline bool fd_is_closed(int fd) {

@@ -30,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/unique_fd.hpp"
+
 namespace ucoro_test {
 
 /// How long a test waits for an event (a line, end of output, an exit) before giving up.
@@ -383,35 +385,6 @@ inline std::optional<std::uint16_t> parse_listening_port(std::string_view line) 
 // (and for stand-in servers). All close-on-exec, so a child never inherits one and keeps a
 // connection open behind the test's back.
 // ---------------------------------------------------------------------------------------
-
-/// Owns one file descriptor.
-class unique_fd {
-public:
-    unique_fd() noexcept = default;
-    explicit unique_fd(int fd) noexcept : m_fd(fd) {}
-    unique_fd(unique_fd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-    unique_fd& operator=(unique_fd&& other) noexcept {
-        if (this != &other) {
-            reset(std::exchange(other.m_fd, -1));
-        }
-        return *this;
-    }
-    unique_fd(const unique_fd&) = delete;
-    unique_fd& operator=(const unique_fd&) = delete;
-    ~unique_fd() { reset(); }
-
-    int get() const noexcept { return m_fd; }
-    explicit operator bool() const noexcept { return m_fd >= 0; }
-    void reset(int fd = -1) noexcept {
-        if (m_fd >= 0) {
-            ::close(m_fd);
-        }
-        m_fd = fd;
-    }
-
-private:
-    int m_fd = -1;
-};
 
 inline sockaddr_in loopback_address(std::uint16_t port) {
     sockaddr_in address{};
