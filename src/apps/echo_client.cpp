@@ -12,6 +12,7 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include "command_line.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/socket.hpp"
@@ -142,6 +143,7 @@ std::optional<unsigned> parse_number(std::string_view text, unsigned low, unsign
 } // namespace
 
 int echo_client_main(int argc, char** argv) {
+    const program_info program{"ucoro-echo-client", usage};
     client_state state;
     std::string_view positional[3];
     int count_positional = 0;
@@ -159,59 +161,38 @@ int echo_client_main(int argc, char** argv) {
         if (arg == "-t" && i + 1 < argc) {
             const auto seconds = parse_number(argv[++i], 1, 86400);
             if (!seconds) {
-                fmt::print(stderr,
-                           "ucoro-echo-client: invalid timeout '{}': expected seconds from 1 "
-                           "to 86400\n{}\n",
-                           argv[i], usage);
-                return 2;
+                return usage_error(program, fmt::format("invalid timeout '{}': expected seconds "
+                                                        "from 1 to 86400",
+                                                        argv[i]));
             }
             state.timeout = std::chrono::seconds(*seconds);
         } else if (arg.size() > 1 && arg[0] == '-') {
-            fmt::print(stderr, "ucoro-echo-client: unknown option '{}'\n{}\n", arg, usage);
-            return 2;
+            return usage_error(program, fmt::format("unknown option '{}'", arg));
         } else if (count_positional < 3) {
             positional[count_positional++] = arg;
         } else {
-            fmt::print(stderr, "ucoro-echo-client: unexpected argument '{}'\n{}\n", arg, usage);
-            return 2;
+            return usage_error(program, fmt::format("unexpected argument '{}'", arg));
         }
     }
     if (count_positional != 3) {
-        fmt::print(stderr, "{}\n", usage);
-        return 2;
-    }
-    const auto port = net::address::parse_port(positional[1]);
-    if (!port) {
-        fmt::print(stderr,
-                   "ucoro-echo-client: invalid port '{}': expected a number from 0 to "
-                   "65535\n{}\n",
-                   positional[1], usage);
-        return 2;
+        return usage_error(program);
     }
     const auto count = parse_number(positional[2], 1, max_connections);
     if (!count) {
-        fmt::print(stderr,
-                   "ucoro-echo-client: invalid NUM_CONNECTIONS '{}': expected a number "
-                   "from 1 to {}\n{}\n",
-                   positional[2], max_connections, usage);
-        return 2;
+        return usage_error(program, fmt::format("invalid NUM_CONNECTIONS '{}': expected a number "
+                                                "from 1 to {}",
+                                                positional[2], max_connections));
     }
-    const auto server = net::address::parse(positional[0], *port);
+    int exit_code = 0;
+    const auto server = parse_host_port(program, positional[0], positional[1], exit_code);
     if (!server) {
-        fmt::print(stderr,
-                   "ucoro-echo-client: bad address '{}': expected a numeric IPv4 or IPv6 "
-                   "address such as 127.0.0.1 or ::1\n",
-                   positional[0]);
-        return 1;
+        return exit_code;
     }
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    std::optional<io_context> context;
-    try {
-        context.emplace();
-    } catch (const std::system_error& e) {
-        fmt::print(stderr, "ucoro-echo-client: {}\n", describe_io_uring_error(e.code().value()));
-        return 1;
+    const auto context = open_context(program);
+    if (!context) {
+        return exit_failure;
     }
 
     std::vector<connection_outcome> outcomes(*count);
@@ -232,7 +213,7 @@ int echo_client_main(int argc, char** argv) {
     }
     if (failed > 0) {
         fmt::print(stderr, "ucoro-echo-client: {} of {} connections failed\n", failed, *count);
-        return 1;
+        return exit_failure;
     }
     fmt::print("all {} connections got back every byte they sent\n", *count);
     return 0;

@@ -9,6 +9,7 @@
 
 #include <fmt/core.h>
 
+#include "command_line.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 
@@ -133,6 +134,7 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
 }
 
 int echo_server_main(int argc, char** argv) {
+    const program_info program{"ucoro-echo-server", usage};
     bool quiet = false;
     std::string_view positional[2];
     int count = 0;
@@ -149,67 +151,48 @@ int echo_server_main(int argc, char** argv) {
         }
         if (arg == "-q" || arg == "--quiet") {
             quiet = true;
-        } else if (arg.size() > 1 && arg[0] == '-' && arg != "-") {
-            fmt::print(stderr, "ucoro-echo-server: unknown option '{}'\n{}\n", arg, usage);
-            return 2;
+        } else if (arg.size() > 1 && arg[0] == '-') {
+            return usage_error(program, fmt::format("unknown option '{}'", arg));
         } else if (count < 2) {
             positional[count++] = arg;
         } else {
-            fmt::print(stderr, "ucoro-echo-server: unexpected argument '{}'\n{}\n", arg, usage);
-            return 2;
+            return usage_error(program, fmt::format("unexpected argument '{}'", arg));
         }
     }
     if (count != 2) {
-        fmt::print(stderr, "{}\n", usage);
-        return 2;
+        return usage_error(program);
     }
-    const auto port = net::address::parse_port(positional[1]);
-    if (!port) {
-        fmt::print(stderr,
-                   "ucoro-echo-server: invalid port '{}': expected a number from 0 to "
-                   "65535\n{}\n",
-                   positional[1], usage);
-        return 2;
-    }
-    const auto local = net::address::parse(positional[0], *port);
+    int exit_code = 0;
+    const auto local = parse_host_port(program, positional[0], positional[1], exit_code);
     if (!local) {
-        fmt::print(stderr,
-                   "ucoro-echo-server: bad address '{}': expected a numeric IPv4 or IPv6 "
-                   "address such as 127.0.0.1 or ::1\n",
-                   positional[0]);
-        return 1;
+        return exit_code;
     }
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
-
-    std::optional<io_context> context_storage;
-    try {
-        context_storage.emplace();
-    } catch (const std::system_error& e) {
-        fmt::print(stderr, "ucoro-echo-server: {}\n", describe_io_uring_error(e.code().value()));
-        return 1;
+    const auto context = open_context(program);
+    if (!context) {
+        return exit_failure;
     }
-    io_context& context = *context_storage;
     try {
-        signal_set signals(context, {SIGINT, SIGTERM});
+        signal_set signals(*context, {SIGINT, SIGTERM});
         std::optional<net::listener> listener;
         try {
-            listener.emplace(context, *local);
+            listener.emplace(*context, *local);
         } catch (const std::system_error& e) {
-            fmt::print(stderr, "ucoro-echo-server: cannot listen on {}: {} ({})\n", *local,
+            fmt::print(stderr, "{}: cannot listen on {}: {} ({})\n", program.name, *local,
                        e.code().message(), hint_for_listen_error(e.code()));
-            return 1;
+            return exit_failure;
         }
         fmt::print("listening on {}\n", listener->local_address());
 
         echo_server_stats stats;
-        context.spawn(watch_signals(context, signals));
-        context.spawn(accept_connections(context, *listener, quiet, stats));
-        context.run();
-        return stats.failed ? 1 : 0;
+        context->spawn(watch_signals(*context, signals));
+        context->spawn(accept_connections(*context, *listener, quiet, stats));
+        context->run();
+        return stats.failed ? exit_failure : 0;
     } catch (const std::system_error& e) {
-        fmt::print(stderr, "ucoro-echo-server: {}\n", e.what());
-        return 1;
+        fmt::print(stderr, "{}: {}\n", program.name, e.what());
+        return exit_failure;
     }
 }
 

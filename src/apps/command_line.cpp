@@ -1,0 +1,46 @@
+#include "command_line.hpp"
+
+#include <cstdio>
+#include <system_error>
+
+#include <fmt/core.h>
+
+namespace ucoro::apps {
+
+int usage_error(const program_info& program, std::string_view reason) {
+    if (!reason.empty()) {
+        fmt::print(stderr, "{}: {}\n", program.name, reason);
+    }
+    fmt::print(stderr, "{}\n", program.usage);
+    return exit_usage;
+}
+
+std::optional<net::address> parse_host_port(const program_info& program, std::string_view host,
+                                            std::string_view port, int& exit_code) {
+    const auto port_number = net::address::parse_port(port);
+    if (!port_number) {
+        exit_code = usage_error(
+            program, fmt::format("invalid port '{}': expected a number from 0 to 65535", port));
+        return std::nullopt;
+    }
+    auto address = net::address::parse(host, *port_number);
+    if (!address) {
+        fmt::print(stderr,
+                   "{}: bad address '{}': expected a numeric IPv4 or IPv6 address such as "
+                   "127.0.0.1 or ::1\n",
+                   program.name, host);
+        exit_code = exit_failure;
+    }
+    return address;
+}
+
+std::unique_ptr<io_context> open_context(const program_info& program) {
+    try {
+        return std::make_unique<io_context>();
+    } catch (const std::system_error& e) {
+        fmt::print(stderr, "{}: {}\n", program.name, describe_io_uring_error(e.code().value()));
+        return nullptr;
+    }
+}
+
+} // namespace ucoro::apps

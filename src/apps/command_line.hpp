@@ -1,0 +1,38 @@
+// What the echo programs share on the command line and at start-up: how a mistake is
+// reported, HOST PORT parsing, and the one-line io_uring diagnosis.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "ucoro/io_context.hpp"
+#include "ucoro/net/address.hpp"
+
+namespace ucoro::apps {
+
+/// Exit codes: 2 for wrong arguments (as the usage line says), 1 for a runtime failure.
+constexpr int exit_usage = 2;
+constexpr int exit_failure = 1;
+
+/// The program's name and usage line, for its messages.
+struct program_info {
+    std::string_view name;
+    std::string_view usage;
+};
+
+/// Prints "NAME: REASON" (if there is a reason) and the usage line on stderr; returns
+/// exit_usage.
+int usage_error(const program_info& program, std::string_view reason = {});
+
+/// Parses HOST and PORT. On failure prints why and sets `exit_code`: exit_usage for a port
+/// that is not a number from 0 to 65535, exit_failure for a host that is not a numeric
+/// IPv4 or IPv6 address.
+std::optional<net::address> parse_host_port(const program_info& program, std::string_view host,
+                                            std::string_view port, int& exit_code);
+
+/// Sets up the io_context, or prints one line naming why io_uring is unavailable (EPERM,
+/// ENOMEM, ENOSYS and what to do about each) and returns null.
+std::unique_ptr<io_context> open_context(const program_info& program);
+
+} // namespace ucoro::apps
