@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""An independent echo server in the shape of the Python selectors lesson: one event loop,
+non-blocking sockets, a per-connection output buffer, and .send() that may take less than
+asked. The interop tests run ucoro-echo-client against it.
+
+usage: selectors_echo_server.py HOST PORT   (port 0: the kernel picks; the first line says which)
+"""
+import selectors
+import signal
+import socket
+import sys
+import types
+
+sel = selectors.DefaultSelector()
+
+
+def accept(listener):
+    conn, addr = listener.accept()
+    conn.setblocking(False)
+    data = types.SimpleNamespace(addr=addr, outb=b"")
+    sel.register(conn, selectors.EVENT_READ | selectors.EVENT_WRITE, data=data)
+
+
+def service(key, mask):
+    conn, data = key.fileobj, key.data
+    if mask & selectors.EVENT_READ:
+        received = conn.recv(1024)
+        if received:
+            data.outb += received
+        else:
+            sel.unregister(conn)
+            conn.close()
+            return
+    if mask & selectors.EVENT_WRITE and data.outb:
+        sent = conn.send(data.outb)
+        data.outb = data.outb[sent:]  # keep what the kernel did not take
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(f"usage: {sys.argv[0]} HOST PORT", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((sys.argv[1], int(sys.argv[2])))
+    listener.listen()
+    listener.setblocking(False)
+    sel.register(listener, selectors.EVENT_READ, data=None)
+    host, port = listener.getsockname()
+    print(f"listening on {host}:{port}", flush=True)
+    try:
+        while True:
+            for key, mask in sel.select(timeout=None):
+                if key.data is None:
+                    accept(key.fileobj)
+                else:
+                    service(key, mask)
+    finally:
+        sel.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
