@@ -3,13 +3,16 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <liburing.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -770,4 +773,71 @@ TEST_CASE("a coroutine that is always ready does not starve completions") {
     INFO("turns spent yielding: " << turns);
     CHECK(woke);
     CHECK(turns < 100000);
+}
+
+namespace {
+
+// A multishot poll (IORING_POLL_ADD_MULTI) on an eventfd, built on the public operation
+// base the way multishot accept and recv will be: one SQE, then one CQE per wakeup carrying
+// IORING_CQE_F_MORE, until a last CQE without it. After three wakeups it asks to be
+// cancelled, which produces that last CQE.
+class multishot_poll final : public ucoro::detail::operation {
+public:
+    multishot_poll(io_context& context, int fd) noexcept : operation(context), m_fd(fd) {}
+
+    void prepare(io_uring_sqe& sqe) noexcept override {
+        io_uring_prep_poll_multishot(&sqe, m_fd, POLLIN);
+    }
+    void complete(int result, std::uint32_t flags) noexcept override {
+        if ((flags & IORING_CQE_F_MORE) != 0) {
+            std::uint64_t value = 0;
+            (void)::read(m_fd, &value, sizeof(value)); // rearm: the next write is a new wakeup
+            if (++wakeups == 3) {
+                context().cancel(*this);
+            }
+        } else {
+            ++final_completions;
+            final_result = result;
+        }
+    }
+
+    int wakeups = 0;
+    int final_completions = 0;
+    int final_result = 0;
+
+private:
+    int m_fd;
+};
+
+task<void> wake_three_times(io_context& context, int fd, const multishot_poll& poll) {
+    for (int wanted = 1; wanted <= 3; ++wanted) {
+        const std::uint64_t one = 1;
+        REQUIRE(::write(fd, &one, sizeof(one)) == sizeof(one));
+        // Wait for this wakeup's CQE before the next write, so two writes are not merged.
+        for (int turn = 0; poll.wakeups < wanted && turn < 10000; ++turn) {
+            co_await next_turn{context};
+        }
+        REQUIRE(poll.wakeups == wanted);
+    }
+}
+
+} // namespace
+
+TEST_CASE("a multishot operation stays in flight until a CQE arrives without F_MORE") {
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    unique_fd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    REQUIRE(event.get() >= 0);
+    multishot_poll poll(*context, event.get());
+    context->submit(poll);
+    CHECK(context->in_flight() == 1);
+    context->spawn(wake_three_times(*context, event.get(), poll));
+    context->run(); // returns only once the final CQE has taken poll out of flight
+
+    CHECK(poll.wakeups == 3);
+    CHECK(poll.final_completions == 1);
+    CHECK(poll.final_result == -ECANCELED);
+    CHECK(context->in_flight() == 0);
 }

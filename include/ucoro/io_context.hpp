@@ -9,6 +9,7 @@
 #include <deque>
 #include <exception>
 #include <optional>
+#include <string>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -128,7 +129,7 @@ private:
 /// Turns the errno from a failed io_uring setup into one line naming the likely cause and
 /// what to do about it (EPERM: seccomp or kernel.io_uring_disabled; ENOMEM: the memlock
 /// limit; ENOSYS: an old kernel).
-const char* describe_io_uring_error(int error) noexcept;
+std::string describe_io_uring_error(int error);
 
 namespace detail {
 

@@ -5,7 +5,8 @@
 //   end of stream, a reset peer or a cancelled operation are ordinary events a connection
 //   handler must branch on, not exceptional ones.
 // - Setup that cannot return a value (constructors: io_context, listener) throws
-//   std::system_error carrying the same kind of error_code.
+//   std::system_error carrying the same kind of error_code; so does starting an operation
+//   if io_uring_enter itself fails, which is a failure of the ring, not of the operation.
 // - Operations cancelled by io_context::stop() or io_context::cancel() report
 //   std::errc::operation_canceled.
 #pragma once

@@ -10,7 +10,7 @@ namespace ucoro {
 
 /// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, ...); the value is the revents
 /// mask. For descriptors whose reads must happen in this thread, like a signalfd.
-class poll_operation final : public detail::io_awaitable {
+class [[nodiscard]] poll_operation final : public detail::io_awaitable {
 public:
     poll_operation(io_context& context, int fd, unsigned events) noexcept
         : io_awaitable(context), m_fd(fd), m_events(events) {}

@@ -13,7 +13,7 @@ namespace ucoro {
 /// Suspends for at least `duration` on an io_uring timeout: no timer thread, no timerfd.
 /// Succeeds with an empty error_code, or reports operation_canceled if the context stops
 /// first.
-class sleep_operation final : public detail::io_awaitable {
+class [[nodiscard]] sleep_operation final : public detail::io_awaitable {
 public:
     sleep_operation(io_context& context, std::chrono::nanoseconds duration) noexcept;
 

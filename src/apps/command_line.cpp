@@ -1,5 +1,7 @@
 #include "command_line.hpp"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <system_error>
 
@@ -32,6 +34,14 @@ std::optional<net::address> parse_host_port(const program_info& program, std::st
         exit_code = exit_failure;
     }
     return address;
+}
+
+void raise_open_file_limit() noexcept {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
 }
 
 std::unique_ptr<io_context> open_context(const program_info& program) {

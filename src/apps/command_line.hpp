@@ -31,6 +31,12 @@ int usage_error(const program_info& program, std::string_view reason = {});
 std::optional<net::address> parse_host_port(const program_info& program, std::string_view host,
                                             std::string_view port, int& exit_code);
 
+/// Raises the soft limit on open files to the hard limit: each connection is a descriptor,
+/// and the usual soft limit of 1024 would cap a server or client near 1,000 connections
+/// however much the administrator allows. Best effort; the limits stay as they are on
+/// failure.
+void raise_open_file_limit() noexcept;
+
 /// Sets up the io_context, or prints one line naming why io_uring is unavailable (EPERM,
 /// ENOMEM, ENOSYS and what to do about each) and returns null.
 std::unique_ptr<io_context> open_context(const program_info& program);

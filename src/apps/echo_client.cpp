@@ -190,6 +190,7 @@ int echo_client_main(int argc, char** argv) {
     }
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    raise_open_file_limit();
     const auto context = open_context(program);
     if (!context) {
         return exit_failure;

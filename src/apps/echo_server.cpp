@@ -169,6 +169,7 @@ int echo_server_main(int argc, char** argv) {
     }
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
+    raise_open_file_limit();
     const auto context = open_context(program);
     if (!context) {
         return exit_failure;

@@ -52,17 +52,17 @@ public:
     void return_void() noexcept {}
     void unhandled_exception() noexcept {
         // Nobody awaits a spawned task, so the exception has nowhere to go: say so loudly.
-        // (fputs, not fmt: reporting must not throw in turn.)
-        const char* what = "an exception of unknown type";
         try {
-            throw;
-        } catch (const std::exception& e) {
-            what = e.what();
+            try {
+                throw;
+            } catch (const std::exception& e) {
+                fmt::print(stderr, "ucoro: exception escaped a spawned task: {}\n", e.what());
+            } catch (...) {
+                fmt::print(stderr, "ucoro: exception of unknown type escaped a spawned task\n");
+            }
         } catch (...) {
+            // Writing to stderr failed: there is nowhere left to report to.
         }
-        std::fputs("ucoro: exception escaped a spawned task: ", stderr);
-        std::fputs(what, stderr);
-        std::fputs("\n", stderr);
     }
 
 private:
@@ -136,7 +136,7 @@ int init_ring(io_uring& ring, const io_context_options& options) {
 
 } // namespace
 
-const char* describe_io_uring_error(int error) noexcept {
+std::string describe_io_uring_error(int error) {
     switch (error) {
     case EPERM:
         return "io_uring is not permitted (EPERM): it is blocked by a seccomp filter (e.g. a "
@@ -150,7 +150,8 @@ const char* describe_io_uring_error(int error) noexcept {
         return "io_uring is not available (ENOSYS): the kernel is too old or built without "
                "io_uring; ucoro needs Linux >= 5.11 with CONFIG_IO_URING";
     default:
-        return "io_uring could not be set up";
+        return fmt::format("io_uring could not be set up: {} (errno {}); check the kernel log",
+                           std::system_category().message(error), error);
     }
 }
 

@@ -329,14 +329,14 @@ bool ensure_fd_limit(rlim_t wanted) {
 
 void run_load(const char* name, const load_plan& plan) {
     if (!ensure_fd_limit(2 * connection_count + 256)) {
-        WARN("RLIMIT_NOFILE is too low for " << connection_count << " connections; test not run");
+        WARN("SKIPPED: RLIMIT_NOFILE is too low for " << connection_count << " connections");
         return;
     }
     std::optional<io_context> context;
     try {
         context.emplace();
     } catch (const std::system_error& e) {
-        WARN("io_uring unavailable, test not run: " << e.what());
+        WARN("SKIPPED: io_uring is not available here: " << e.what());
         return;
     }
 

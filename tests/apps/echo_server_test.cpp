@@ -1,11 +1,13 @@
 // End-to-end tests of ucoro-echo-server: its command line, its start-up failures, serving
 // the real client, shutting down on SIGINT/SIGTERM with connections open, and (in process)
 // leaving no descriptor behind when its context stops.
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -366,7 +368,7 @@ TEST_CASE("echo server logic stopped with 1000 live connections leaves no descri
         try {
             context.emplace();
         } catch (const std::system_error& e) {
-            WARN("io_uring unavailable, test not run: " << e.what());
+            WARN("SKIPPED: io_uring is not available here: " << e.what());
             return;
         }
         // The clients outlive run(): the server side must close its ends by itself when the
@@ -394,4 +396,50 @@ TEST_CASE("echo server logic stopped with 1000 live connections leaves no descri
         }
     }
     CHECK(count_open_fds() == fds_before);
+}
+
+namespace {
+
+// Runs in the child before exec: the common default soft limit of 1024 open files, with
+// the hard limit left as it is.
+int soft_limit_1024(const void*) noexcept {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return errno;
+    }
+    limit.rlim_cur = 1024;
+    return ::setrlimit(RLIMIT_NOFILE, &limit) == 0 ? 0 : errno;
+}
+
+} // namespace
+
+TEST_CASE("server and client raise a soft open-file limit of 1024 to carry 1500 connections",
+          "[echo_server][echo_client][e2e]") {
+    constexpr unsigned connection_count = 1500;
+    rlimit limit{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+    if (limit.rlim_max < 2 * connection_count + 100) {
+        WARN("SKIPPED: the hard limit on open files (" << limit.rlim_max << ") is too low");
+        return;
+    }
+    child_process server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"}, soft_limit_1024);
+    const auto line = server.read_stdout_line();
+    REQUIRE(line);
+    const auto port = ucoro_test::parse_listening_port(*line);
+    REQUIRE(port);
+
+    child_process client(
+        {UCORO_ECHO_CLIENT, "127.0.0.1", std::to_string(*port), std::to_string(connection_count)},
+        soft_limit_1024);
+    const auto client_status = client.wait();
+    INFO("client stderr:\n" << client.stderr_text().substr(0, 2000));
+    REQUIRE(client_status.exited);
+    CHECK(client_status.code == 0);
+    CHECK_THAT(client.stdout_text(), Contains("all 1500 connections got back every byte"));
+
+    server.send_signal(SIGINT);
+    const auto server_status = server.wait();
+    INFO("server stderr:\n" << server.stderr_text());
+    REQUIRE(server_status.exited);
+    CHECK(server_status.code == 0);
 }

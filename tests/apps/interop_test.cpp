@@ -50,7 +50,7 @@ TEST_CASE("ucoro-echo-client passes against the lesson's selectors echo server i
           "[interop]") {
     const auto python = find_python();
     if (!python) {
-        WARN("python3 is not on PATH, so this test checks nothing (.ci/install-deps installs it)");
+        WARN("SKIPPED: python3 is not on PATH (.ci/install-deps installs it)");
         return;
     }
     child_process server({*python, UCORO_TEST_PEERS "/selectors_echo_server.py", "127.0.0.1", "0"});
@@ -72,7 +72,7 @@ TEST_CASE("the lesson's selectors echo client in Python passes against ucoro-ech
           "[interop]") {
     const auto python = find_python();
     if (!python) {
-        WARN("python3 is not on PATH, so this test checks nothing (.ci/install-deps installs it)");
+        WARN("SKIPPED: python3 is not on PATH (.ci/install-deps installs it)");
         return;
     }
     child_process server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});

@@ -72,7 +72,7 @@ int install_denial(const void* data) noexcept {
 bool run_without_io_uring(std::vector<std::string> argv, int error,
                           ucoro_test::completed_run& run) {
     if (filter_arch == 0) {
-        WARN("no seccomp filter for this CPU architecture; test not run");
+        WARN("SKIPPED: no seccomp filter for this CPU architecture");
         return false;
     }
     const io_uring_denial denial(error);
@@ -86,7 +86,7 @@ bool run_without_io_uring(std::vector<std::string> argv, int error,
         if (!e.in_setup()) {
             throw;
         }
-        WARN("cannot install a seccomp filter here (" << e.code().message() << "); test not run");
+        WARN("SKIPPED: cannot install a seccomp filter here (" << e.code().message() << ")");
         return false;
     }
 }

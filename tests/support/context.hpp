@@ -17,7 +17,7 @@ inline std::unique_ptr<ucoro::io_context> make_context(ucoro::io_context_options
     try {
         return std::make_unique<ucoro::io_context>(options);
     } catch (const std::system_error& e) {
-        WARN("io_uring is not available here, so this test checks nothing: " << e.what());
+        WARN("SKIPPED: io_uring is not available here: " << e.what());
         return nullptr;
     }
 }

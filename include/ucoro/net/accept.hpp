@@ -13,7 +13,7 @@ namespace ucoro::net {
 /// Accepts one connection. The value is the connected socket (close-on-exec), which knows
 /// its peer's address. An error (EMFILE when out of descriptors, ECONNABORTED when the
 /// peer gave up first) is an error_code, never a descriptor.
-class accept_operation final : public detail::io_awaitable {
+class [[nodiscard]] accept_operation final : public detail::io_awaitable {
 public:
     accept_operation(io_context& context, int listen_fd) noexcept
         : io_awaitable(context), m_listen_fd(listen_fd) {}

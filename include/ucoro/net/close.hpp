@@ -9,7 +9,7 @@ namespace ucoro::net {
 
 /// Closes a descriptor through the ring. Closing an fd that is already -1 does nothing and
 /// succeeds, so closing a socket twice is harmless.
-class close_operation final : public detail::io_awaitable {
+class [[nodiscard]] close_operation final : public detail::io_awaitable {
 public:
     close_operation(io_context& context, int fd) noexcept : io_awaitable(context), m_fd(fd) {}
 

@@ -11,7 +11,7 @@ namespace ucoro::net {
 
 /// Receives up to buffer.size() bytes. The value is how many arrived; 0 means the peer
 /// has closed its side (end of stream), which is not an error.
-class recv_operation final : public detail::io_awaitable {
+class [[nodiscard]] recv_operation final : public detail::io_awaitable {
 public:
     recv_operation(io_context& context, int fd, std::span<std::byte> buffer) noexcept
         : io_awaitable(context), m_fd(fd), m_buffer(buffer) {}

@@ -13,7 +13,7 @@ namespace ucoro::net {
 /// a signal): the value says how many bytes went. Like every ucoro send it uses
 /// MSG_NOSIGNAL, so a peer that has reset the connection yields EPIPE or ECONNRESET
 /// instead of killing the process with SIGPIPE.
-class send_operation final : public detail::io_awaitable {
+class [[nodiscard]] send_operation final : public detail::io_awaitable {
 public:
     send_operation(io_context& context, int fd, std::span<const std::byte> bytes) noexcept
         : io_awaitable(context), m_fd(fd), m_bytes(bytes) {}
@@ -29,7 +29,7 @@ private:
 /// Sends every byte, resubmitting after each short send without resuming the coroutine in
 /// between. The value is the number of bytes sent: all of them, or those that went before
 /// the error.
-class send_all_operation final : public detail::operation {
+class [[nodiscard]] send_all_operation final : public detail::operation {
 public:
     send_all_operation(io_context& context, int fd, std::span<const std::byte> bytes) noexcept
         : operation(context), m_fd(fd), m_bytes(bytes) {}

@@ -12,7 +12,7 @@ namespace ucoro::net {
 enum class shutdown_how { receive = SHUT_RD, send = SHUT_WR, both = SHUT_RDWR };
 
 /// Shuts down one or both directions of a connection without closing the descriptor.
-class shutdown_operation final : public detail::io_awaitable {
+class [[nodiscard]] shutdown_operation final : public detail::io_awaitable {
 public:
     shutdown_operation(io_context& context, int fd, shutdown_how how) noexcept
         : io_awaitable(context), m_fd(fd), m_how(how) {}
