@@ -9,8 +9,8 @@
 #include <deque>
 #include <exception>
 #include <optional>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
