@@ -274,7 +274,7 @@ void io_context::submit_pending(unsigned wait_for) {
             wait_for = 0;
             continue;
         }
-        throw std::system_error(-result, std::system_category(), "io_uring_submit_and_wait");
+        throw std::system_error(-result, std::system_category(), "io_uring_enter (submit)");
     }
 }
 
