@@ -1,0 +1,208 @@
+#include "bench_cli.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "command_line.hpp"
+
+namespace ucoro::apps {
+
+namespace {
+
+constexpr std::string_view usage = "usage: ucoro-bench [OPTIONS] HOST PORT   (--help for the list)";
+
+std::chrono::nanoseconds seconds(double s) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(s));
+}
+
+struct progress_line {
+    std::uint64_t last_messages = 0;
+    double last_elapsed = 0;
+};
+
+void print_progress(const load_progress& p, void* data) {
+    auto& line = *static_cast<progress_line*>(data);
+    const double interval = p.elapsed_seconds - line.last_elapsed;
+    const double rate = interval > 0 ? double(p.messages - line.last_messages) / interval : 0.0;
+    fmt::print(stderr, "\r{:6.1f} s  {:<9} {:>6} connections open  {:>12.0f} msg/s   ",
+               p.elapsed_seconds, p.measuring ? "measuring" : "warm-up", p.connections_open,
+               p.measuring ? rate : 0.0);
+    line.last_messages = p.messages;
+    line.last_elapsed = p.elapsed_seconds;
+}
+
+std::string format_ns(std::uint64_t ns) {
+    if (ns < 10'000) {
+        return fmt::format("{} ns", ns);
+    }
+    if (ns < 10'000'000) {
+        return fmt::format("{:.1f} us", double(ns) / 1e3);
+    }
+    return fmt::format("{:.1f} ms", double(ns) / 1e6);
+}
+
+void print_summary(const load_options& o, const load_report& r) {
+    fmt::print("ucoro-bench {}: {} connections x {} B, {}, {:.2f} s measured\n", o.server,
+               o.connections, o.size,
+               o.rate > 0 ? fmt::format("open loop at {:.0f} msg/s", o.rate)
+                          : fmt::format("closed loop, depth {}", o.depth),
+               r.seconds);
+    fmt::print("  connections  {} established, {} failed to connect, {} errors\n",
+               r.connections_established, r.connect_failures, r.connection_errors);
+    fmt::print("  throughput   {} messages, {:.0f} msg/s, {:.1f} MB/s echoed\n", r.messages,
+               r.messages_per_second(), r.seconds > 0 ? double(r.bytes) / r.seconds / 1e6 : 0.0);
+    const histogram& h = r.latency;
+    fmt::print("  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (from {} send time)\n",
+               format_ns(h.percentile(50)), format_ns(h.percentile(90)),
+               format_ns(h.percentile(99)), format_ns(h.percentile(99.9)), format_ns(h.max()),
+               o.rate > 0 ? "intended" : "actual");
+    if (r.server) {
+        const double messages = r.messages > 0 ? double(r.messages) : 1.0;
+        fmt::print("  server CPU   user {:.0f} ns + system {:.0f} ns = {:.0f} ns per message\n",
+                   double(r.server->user_ns) / messages, double(r.server->system_ns) / messages,
+                   double(r.server->user_ns + r.server->system_ns) / messages);
+        fmt::print("  server RSS   {} KiB before, {} KiB at the end\n", r.server->rss_start_kib,
+                   r.server->rss_end_kib);
+    }
+}
+
+} // namespace
+
+std::string to_json(const load_options& o, const load_report& r) {
+    const histogram& h = r.latency;
+    std::string json =
+        fmt::format("{{\"server\": \"{}\", \"connections\": {}, \"size\": {}, \"depth\": {}, "
+                    "\"rate\": {}, \"seconds\": {:.6f}, \"connections_established\": {}, "
+                    "\"connect_failures\": {}, \"connection_errors\": {}, \"messages\": {}, "
+                    "\"bytes\": {}, \"messages_per_second\": {:.1f}, \"latency_p50_ns\": {}, "
+                    "\"latency_p90_ns\": {}, \"latency_p99_ns\": {}, \"latency_p999_ns\": {}, "
+                    "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}",
+                    o.server, o.connections, o.size, o.depth, o.rate, r.seconds,
+                    r.connections_established, r.connect_failures, r.connection_errors, r.messages,
+                    r.bytes, r.messages_per_second(), h.percentile(50), h.percentile(90),
+                    h.percentile(99), h.percentile(99.9), h.max(), h.mean());
+    if (r.server) {
+        const double messages = r.messages > 0 ? double(r.messages) : 1.0;
+        json += fmt::format(
+            ", \"server_user_ns_per_message\": {:.1f}, \"server_system_ns_per_message\": {:.1f}, "
+            "\"server_cpu_ns_per_message\": {:.1f}, \"server_rss_start_kib\": {}, "
+            "\"server_rss_end_kib\": {}",
+            double(r.server->user_ns) / messages, double(r.server->system_ns) / messages,
+            double(r.server->user_ns + r.server->system_ns) / messages, r.server->rss_start_kib,
+            r.server->rss_end_kib);
+    }
+    json += "}";
+    return json;
+}
+
+int bench_main(int argc, char** argv) {
+    const program_info program{"ucoro-bench", usage};
+    CLI::App app{"Load generator for TCP echo servers, built on ucoro. Every echoed byte is "
+                 "checked against what its connection sent.",
+                 "ucoro-bench"};
+    std::string host;
+    std::string port;
+    load_options o;
+    double duration = 5;
+    double warmup = 1;
+    pid_t server_pid = 0;
+    bool json = false;
+    app.add_option("HOST", host, "numeric IPv4 or IPv6 address of the echo server")->required();
+    app.add_option("PORT", port, "its port")->required();
+    app.add_option("-c,--connections", o.connections, "concurrent connections")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 100000u));
+    app.add_option("-s,--size", o.size, "bytes per message")
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{1}, std::size_t{16} << 20));
+    app.add_option("-d,--depth", o.depth, "messages in flight per connection (closed loop)")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 4096u));
+    app.add_option("--duration", duration, "seconds measured")
+        ->capture_default_str()
+        ->check(CLI::Range(0.001, 86400.0));
+    app.add_option("--warmup", warmup, "seconds run before measuring")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 3600.0));
+    app.add_option("--rate", o.rate,
+                   "fixed total messages per second (open loop; latency from each message's "
+                   "intended send time); 0: closed loop")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1e9));
+    app.add_option("--messages", o.messages_per_connection,
+                   "echoes per connection, then stay connected and idle; the run ends when all "
+                   "are done (for server memory per connection)");
+    app.add_option("--server-pid", server_pid,
+                   "read this server's CPU time and RSS from /proc over the measured interval")
+        ->check(CLI::PositiveNumber);
+    app.add_flag("--json", json, "print the result as one JSON object instead of the table");
+    app.set_version_flag("--version", "ucoro-bench " UCORO_VERSION);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        fmt::print("{}", app.help());
+        return 0;
+    } catch (const CLI::CallForVersion& e) {
+        fmt::print("{}\n", e.what());
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        return usage_error(program, e.what());
+    }
+    int exit_code = 0;
+    const auto server = parse_host_port(program, host, port, exit_code);
+    if (!server) {
+        return exit_code;
+    }
+    o.server = *server;
+    o.duration = seconds(duration);
+    o.warmup = seconds(warmup);
+    if (server_pid != 0) {
+        if (!std::filesystem::exists(fmt::format("/proc/{}/stat", server_pid))) {
+            return usage_error(program,
+                               fmt::format("--server-pid {}: no such process", server_pid));
+        }
+        o.server_pid = server_pid;
+    }
+    progress_line line;
+    if (!json && ::isatty(STDERR_FILENO) == 1) {
+        o.on_progress = print_progress;
+        o.progress_data = &line;
+    }
+
+    raise_open_file_limit();
+    const auto context = open_context(program);
+    if (!context) {
+        return exit_failure;
+    }
+    const load_report report = run_load(*context, o);
+    if (o.on_progress != nullptr) {
+        fmt::print(stderr, "\n");
+    }
+    if (!report.mismatch.empty()) {
+        fmt::print(stderr, "{}: wrong echo: {}\n", program.name, report.mismatch);
+        return exit_failure;
+    }
+    if (report.connections_established == 0) {
+        fmt::print(stderr, "{}: all {} connections failed ({})\n", program.name, o.connections,
+                   report.first_error);
+        return exit_failure;
+    }
+    if (json) {
+        fmt::print("{}\n", to_json(o, report));
+    } else {
+        print_summary(o, report);
+    }
+    if (!report.first_error.empty()) {
+        fmt::print(stderr, "{}: {} connect failures, {} connection errors; first: {}\n",
+                   program.name, report.connect_failures, report.connection_errors,
+                   report.first_error);
+    }
+    return 0;
+}
+
+} // namespace ucoro::apps

@@ -1,0 +1,97 @@
+// ucoro-bench's engine: many connections sending a verifiable byte pattern to an echo
+// server, closed loop (a fixed number of messages in flight) or open loop (a fixed rate).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "histogram.hpp"
+#include "ucoro/io_context.hpp"
+#include "ucoro/net/address.hpp"
+
+namespace ucoro::apps {
+
+struct load_options {
+    net::address server;
+    unsigned connections = 1;
+    std::size_t size = 64; // bytes per message
+    unsigned depth = 1;    // messages in flight per connection (closed loop)
+    std::chrono::nanoseconds warmup = std::chrono::seconds(1);
+    std::chrono::nanoseconds duration = std::chrono::seconds(5);
+    /// Messages per second over all connections; 0 means closed loop. With a rate, each
+    /// message's latency runs from the moment it was *meant* to be sent, so a server that
+    /// stalls cannot hide the messages it delayed (the coordinated-omission correction wrk2
+    /// makes).
+    double rate = 0;
+    /// Messages per connection, then the connection stays open and idle; 0: no limit. The
+    /// run ends as soon as every connection has had its echoes (for memory per connection).
+    std::uint64_t messages_per_connection = 0;
+    /// The server's process, to read its CPU time and memory from /proc.
+    std::optional<pid_t> server_pid;
+    /// Called about once a second with the progress so far.
+    void (*on_progress)(const struct load_progress&, void* data) = nullptr;
+    void* progress_data = nullptr;
+};
+
+struct load_progress {
+    double elapsed_seconds = 0;
+    bool measuring = false; // false during the warm-up
+    std::uint64_t messages = 0;
+    unsigned connections_open = 0;
+};
+
+/// What /proc said about the server over the measured interval.
+struct server_usage {
+    std::uint64_t user_ns = 0;
+    std::uint64_t system_ns = 0;
+    std::uint64_t rss_start_kib = 0; // before the connections were opened
+    std::uint64_t rss_end_kib = 0;   // at the end, with the connections still open
+};
+
+struct load_report {
+    unsigned connections_established = 0;
+    unsigned connect_failures = 0;
+    unsigned connection_errors = 0; // reset, closed by the server, or failed send/recv
+    std::string first_error;        // the first connect or connection error, for the message
+    std::uint64_t messages = 0;     // echoes completed within the measured interval
+    std::uint64_t bytes = 0;        // echoed bytes checked within the measured interval
+    double seconds = 0;             // length of the measured interval
+    histogram latency;              // nanoseconds, one value per message measured
+    std::optional<server_usage> server;
+    /// Set if an echoed byte differed from what was sent: the run stops at once.
+    std::string mismatch;
+
+    double messages_per_second() const { return seconds > 0 ? double(messages) / seconds : 0; }
+};
+
+/// The deterministic bytes each connection sends: connection c's stream is a slice of one
+/// table whose length is a prime, starting at a per-connection phase, so a lost, duplicated
+/// or reordered chunk lands on different bytes whatever the message size.
+class byte_pattern {
+public:
+    static constexpr std::size_t period = 131071; // 2^17 - 1, prime
+
+    byte_pattern();
+    /// The bytes of connection `id`'s stream from `offset`, at most `length` and at most
+    /// one period long: contiguous, straight out of the table.
+    std::span<const std::byte> bytes(unsigned id, std::uint64_t offset, std::size_t length) const;
+    /// The offset of the first byte of `received` that differs from the stream, or nullopt.
+    std::optional<std::uint64_t> first_mismatch(unsigned id, std::uint64_t offset,
+                                                std::span<const std::byte> received) const;
+
+private:
+    std::vector<std::byte> m_table; // two periods, so any slice of one period is contiguous
+};
+
+/// Runs the load described by `options` on `context` until the duration ends, the run
+/// fails, or (with messages_per_connection) every connection has its echoes.
+load_report run_load(io_context& context, const load_options& options);
+
+} // namespace ucoro::apps
