@@ -101,8 +101,7 @@ task<void> echo_server(ucoro::net::listener& listener) {
     }
 }
 
-task<void> echo_client(io_context& context, ucoro::net::address server,
-                       benchmark::State& state) {
+task<void> echo_client(io_context& context, ucoro::net::address server, benchmark::State& state) {
     auto [error, sock] = co_await ucoro::net::connect(context, server);
     if (error) {
         state.SkipWithError("connect failed");

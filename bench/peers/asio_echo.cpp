@@ -26,8 +26,8 @@ asio::awaitable<void> echo(tcp::socket socket) {
     std::array<char, 16 * 1024> buffer;
     try {
         while (true) {
-            const std::size_t n = co_await socket.async_read_some(asio::buffer(buffer),
-                                                                  asio::use_awaitable);
+            const std::size_t n =
+                co_await socket.async_read_some(asio::buffer(buffer), asio::use_awaitable);
             co_await asio::async_write(socket, asio::buffer(buffer, n), asio::use_awaitable);
         }
     } catch (const std::exception&) {

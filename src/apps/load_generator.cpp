@@ -1,5 +1,6 @@
 #include "load_generator.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -228,6 +229,7 @@ task<void> receive(run_state& s, connection& c) {
             break;
         }
         if (n == 0) {
+            // After the run, end of stream is the server's answer to our shutdown.
             connection_error(s, c, "the server closed the connection");
             break;
         }
@@ -273,6 +275,10 @@ task<void> receive(run_state& s, connection& c) {
     c.closed = true;
     wake_sender(s, c);
     settle(s, c);
+    --s.open;
+    if (s.finished && s.open == 0 && s.controller_sleep != nullptr) {
+        s.context.cancel(*s.controller_sleep); // every connection has drained
+    }
 }
 
 task<void> run_connection(run_state& s, connection& c) {
@@ -343,6 +349,29 @@ std::optional<std::uint64_t> read_rss_kib(pid_t pid) {
     return std::nullopt;
 }
 
+/// Ends the connections politely: stop sending, shut down our side, and read until the
+/// server, having echoed the rest, closes. Closing with echoes still unread would make the
+/// kernel send a reset, which some servers (the Python peer) take as a fatal error.
+task<void> drain(run_state& s) {
+    for (connection& c : s.connections) {
+        wake_sender(s, c);
+        if (c.sock.is_open()) {
+            ::shutdown(c.sock.native_handle(), SHUT_WR);
+        }
+    }
+    const auto deadline = clock::now() + std::chrono::seconds(2);
+    while (s.open > 0 && !s.context.stop_requested()) {
+        const auto now = clock::now();
+        if (now >= deadline) {
+            break;
+        }
+        sleep_operation sleep = sleep_for(s.context, deadline - now);
+        s.controller_sleep = &sleep;
+        (void)co_await sleep; // cancelled by the last receiver to finish
+        s.controller_sleep = nullptr;
+    }
+}
+
 /// Runs the clock: warm-up, measured interval, progress once a second, then stops the run.
 task<void> control(run_state& s) {
     const load_options& o = s.options;
@@ -401,7 +430,8 @@ task<void> control(run_state& s) {
     }
     s.measuring = false;
     s.finished = true;
-    s.context.stop(); // cancels every recv, send and sleep; the connections unwind
+    co_await drain(s);
+    s.context.stop(); // cancels whatever is left: sleeps, and connections that did not drain
 }
 
 } // namespace

@@ -19,27 +19,9 @@ using Catch::Matchers::Contains;
 using ucoro_test::child_process;
 using ucoro_test::completed_run;
 
-/// The python3 on PATH, or nothing: without it these tests cannot run (a WARN, not a pass).
-std::optional<std::string> find_python() {
-    const char* path = std::getenv("PATH");
-    std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
-    while (!dirs.empty()) {
-        const std::size_t colon = dirs.find(':');
-        const std::string candidate = std::string(dirs.substr(0, colon)) + "/python3";
-        if (::access(candidate.c_str(), X_OK) == 0) {
-            return candidate;
-        }
-        dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
-    }
-    return std::nullopt;
-}
-
 std::uint16_t read_port(child_process& server) {
-    const auto line = server.read_stdout_line();
+    const auto port = ucoro_test::read_listening_port(server);
     INFO("stderr: " << server.stderr_text());
-    REQUIRE(line);
-    const auto port = ucoro_test::parse_listening_port(*line);
-    INFO("first line: " << *line);
     REQUIRE(port);
     return *port;
 }
@@ -48,7 +30,7 @@ std::uint16_t read_port(child_process& server) {
 
 TEST_CASE("ucoro-echo-client passes against the lesson's selectors echo server in Python",
           "[interop]") {
-    const auto python = find_python();
+    const auto python = ucoro_test::find_on_path("python3");
     if (!python) {
         WARN("SKIPPED: python3 is not on PATH (.ci/install-deps installs it)");
         return;
@@ -70,7 +52,7 @@ TEST_CASE("ucoro-echo-client passes against the lesson's selectors echo server i
 
 TEST_CASE("the lesson's selectors echo client in Python passes against ucoro-echo-server",
           "[interop]") {
-    const auto python = find_python();
+    const auto python = ucoro_test::find_on_path("python3");
     if (!python) {
         WARN("SKIPPED: python3 is not on PATH (.ci/install-deps installs it)");
         return;

@@ -22,6 +22,14 @@ def accept(listener):
 
 
 def service(key, mask):
+    try:
+        transfer(key, mask)
+    except ConnectionError:  # a client that resets ends its own connection, not the server
+        sel.unregister(key.fileobj)
+        key.fileobj.close()
+
+
+def transfer(key, mask):
     conn, data = key.fileobj, key.data
     if mask & selectors.EVENT_READ:
         received = conn.recv(1024)

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -378,6 +379,29 @@ inline std::optional<std::uint16_t> parse_listening_port(std::string_view line) 
         return std::nullopt;
     }
     return port;
+}
+
+/// The path of `name` in a directory of $PATH that has it executable, or nothing (then a
+/// test that needs it skips, saying so).
+inline std::optional<std::string> find_on_path(std::string_view name) {
+    const char* path = std::getenv("PATH");
+    std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
+    while (!dirs.empty()) {
+        const std::size_t colon = dirs.find(':');
+        const std::string candidate = std::string(dirs.substr(0, colon)) + "/" + std::string(name);
+        if (::access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+        dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+    }
+    return std::nullopt;
+}
+
+/// Reads a server's first line and returns the port it announces, or nothing if the line
+/// is missing or is not "listening on HOST:PORT".
+inline std::optional<std::uint16_t> read_listening_port(child_process& server) {
+    const auto line = server.read_stdout_line();
+    return line ? parse_listening_port(*line) : std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------

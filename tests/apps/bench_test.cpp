@@ -1,0 +1,237 @@
+// ucoro-bench end to end: against ucoro-echo-server at several message sizes and depths, and
+// against stand-in servers that corrupt a byte or stall, which it must catch.
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/bench.hpp"
+#include "support/process.hpp"
+#include "support/unique_fd.hpp"
+
+namespace {
+
+using Catch::Matchers::Contains;
+using ucoro_test::completed_run;
+using ucoro_test::json_number;
+using ucoro_test::run_bench;
+using ucoro_test::start_server;
+
+/// A one-connection echo server on a thread of the test, with blocking sockets, that
+/// misbehaves on purpose: it can flip the byte at one stream offset, or pause once.
+class stand_in_server {
+public:
+    struct behaviour {
+        std::uint64_t corrupt_offset = UINT64_MAX; // flip this byte's bits
+        std::uint64_t stall_after = UINT64_MAX;    // pause once past this many bytes
+        std::chrono::milliseconds stall = std::chrono::milliseconds(0);
+    };
+
+    explicit stand_in_server(behaviour b)
+        : m_listener(ucoro_test::bind_loopback(true)),
+          m_port(ucoro_test::local_port(m_listener.get())), m_thread([this, b] { serve(b); }) {}
+    ~stand_in_server() {
+        // The client has exited by now, so the connection is at end of stream; if it never
+        // connected, shutting the listener down ends the accept.
+        ::shutdown(m_listener.get(), SHUT_RDWR);
+        m_thread.join();
+    }
+    std::uint16_t port() const { return m_port; }
+
+private:
+    void serve(behaviour b) {
+        ucoro_test::unique_fd connection(
+            ::accept4(m_listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!connection) {
+            return;
+        }
+        std::vector<unsigned char> buffer(64 * 1024);
+        std::uint64_t offset = 0;
+        bool stalled = false;
+        while (true) {
+            const ssize_t n = ::recv(connection.get(), buffer.data(), buffer.size(), 0);
+            if (n <= 0) {
+                return;
+            }
+            if (b.corrupt_offset >= offset && b.corrupt_offset < offset + std::uint64_t(n)) {
+                buffer[b.corrupt_offset - offset] ^= 0xff;
+            }
+            offset += std::uint64_t(n);
+            if (!stalled && offset > b.stall_after) {
+                stalled = true;
+                std::this_thread::sleep_for(b.stall); // the misbehaviour under test
+            }
+            for (ssize_t sent = 0; sent < n;) {
+                const ssize_t m = ::send(connection.get(), buffer.data() + sent,
+                                         std::size_t(n - sent), MSG_NOSIGNAL);
+                if (m <= 0) {
+                    return;
+                }
+                sent += m;
+            }
+        }
+    }
+
+    ucoro_test::unique_fd m_listener;
+    std::uint16_t m_port;
+    std::thread m_thread;
+};
+
+double require_number(const completed_run& run, std::string_view key) {
+    const auto value = json_number(run.out, key);
+    INFO("ucoro-bench stdout: " << run.out << "\nstderr: " << run.err << "\nkey: " << key);
+    REQUIRE(value);
+    return *value;
+}
+
+} // namespace
+
+TEST_CASE("ucoro-bench gets every byte back from ucoro-echo-server at several sizes and depths",
+          "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    struct shape {
+        int size;
+        int depth;
+    };
+    // From one byte to messages larger than the pattern's period and the server's buffer.
+    for (const shape s : {shape{1, 1}, shape{64, 8}, shape{1000, 3}, shape{16384, 2},
+                          shape{65536, 4}, shape{200000, 1}}) {
+        const completed_run run = run_bench(server.port, {"-c", "3", "-s", std::to_string(s.size),
+                                                          "-d", std::to_string(s.depth), "--warmup",
+                                                          "0", "--duration", "0.3", "--json"});
+        INFO("size " << s.size << " depth " << s.depth << "\nstdout: " << run.out
+                     << "\nstderr: " << run.err);
+        REQUIRE(run.status.exited);
+        CHECK(run.status.code == 0);
+        CHECK(run.err.empty());
+        CHECK(require_number(run, "messages") > 0);
+        CHECK(require_number(run, "bytes") == require_number(run, "messages") * s.size);
+        CHECK(require_number(run, "connections_established") == 3);
+        CHECK(require_number(run, "connection_errors") == 0);
+    }
+}
+
+TEST_CASE("ucoro-bench exits 1 naming the connection and offset of a corrupted byte", "[bench]") {
+    stand_in_server server({.corrupt_offset = 1000});
+    const completed_run run =
+        run_bench(server.port(), {"-c", "1", "-s", "100", "--warmup", "0", "--duration", "30"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 1);
+    CHECK_THAT(run.err, Contains("connection 0: echoed byte at offset 1000 is"));
+}
+
+TEST_CASE("a server that stalls shows in the open-loop tail, which a closed loop hides",
+          "[bench]") {
+    using namespace std::chrono_literals;
+    const auto stall = 500ms;
+    SECTION("open loop: every message meant to leave during the stall is late") {
+        // 2,000 msg/s: the stall delays about 1,000 of the 3,000 messages measured, by up to
+        // 500 ms, because latency counts from the intended send time.
+        stand_in_server server({.stall_after = 200 * 64, .stall = stall});
+        const completed_run run =
+            run_bench(server.port(), {"-c", "1", "-s", "64", "--rate", "2000", "--warmup", "0",
+                                      "--duration", "1.5", "--json"});
+        INFO("stdout: " << run.out << "\nstderr: " << run.err);
+        REQUIRE(run.status.exited);
+        REQUIRE(run.status.code == 0);
+        CHECK(require_number(run, "latency_p90_ns") >= 200e6);
+        CHECK(require_number(run, "latency_max_ns") >= 450e6);
+    }
+    SECTION("closed loop: the one message in flight is late, the percentiles are not") {
+        stand_in_server server({.stall_after = 200 * 64, .stall = stall});
+        const completed_run run = run_bench(
+            server.port(), {"-c", "1", "-s", "64", "--warmup", "0", "--duration", "1.5", "--json"});
+        INFO("stdout: " << run.out << "\nstderr: " << run.err);
+        REQUIRE(run.status.exited);
+        REQUIRE(run.status.code == 0);
+        REQUIRE(require_number(run, "messages") >= 1000); // so one late message is < 0.1%
+        CHECK(require_number(run, "latency_max_ns") >= 450e6);
+        CHECK(require_number(run, "latency_p99_ns") < 100e6);
+    }
+}
+
+TEST_CASE("ucoro-bench --json prints one object with every documented field", "[bench]") {
+    const auto python = ucoro_test::find_on_path("python3");
+    if (!python) {
+        WARN("SKIPPED: python3 is not on PATH, needed to parse the JSON");
+        return;
+    }
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    const completed_run run =
+        run_bench(server.port, {"-c", "4", "--warmup", "0", "--duration", "0.3", "--server-pid",
+                                std::to_string(server.process->pid()), "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    REQUIRE(run.status.code == 0);
+    // Parsed by a real JSON parser; the field list is the one docs/benchmarks.md documents.
+    const completed_run check = ucoro_test::run_program(
+        {*python, "-c",
+         "import json, sys\n"
+         "d = json.loads(sys.argv[1])\n"
+         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'seconds',\n"
+         "  'connections_established', 'connect_failures', 'connection_errors', 'messages',\n"
+         "  'bytes', 'messages_per_second', 'latency_p50_ns', 'latency_p90_ns',\n"
+         "  'latency_p99_ns', 'latency_p999_ns', 'latency_max_ns', 'latency_mean_ns',\n"
+         "  'server_user_ns_per_message', 'server_system_ns_per_message',\n"
+         "  'server_cpu_ns_per_message', 'server_rss_start_kib', 'server_rss_end_kib']\n"
+         "missing = [f for f in fields if f not in d]\n"
+         "extra = [f for f in d if f not in fields]\n"
+         "print('missing', missing, 'extra', extra)\n"
+         "ok = not missing and not extra and d['messages'] > 0 and d['connections'] == 4\n"
+         "ok = ok and d['latency_p50_ns'] <= d['latency_p99_ns'] <= d['latency_max_ns']\n"
+         "ok = ok and d['server_rss_end_kib'] > 0 and d['server_cpu_ns_per_message'] >= 0\n"
+         "sys.exit(0 if ok else 1)\n",
+         run.out});
+    INFO("python: " << check.out << check.err);
+    CHECK(check.status.exited);
+    CHECK(check.status.code == 0);
+}
+
+TEST_CASE("ucoro-bench --messages holds idle connections open and reports server memory",
+          "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    const completed_run run =
+        run_bench(server.port, {"-c", "50", "-s", "65536", "--messages", "1", "--duration", "30",
+                                "--server-pid", std::to_string(server.process->pid()), "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    REQUIRE(run.status.code == 0);
+    CHECK(require_number(run, "messages") == 50);
+    // It ended when the 50 echoes were in, not after the 30 s duration.
+    CHECK(require_number(run, "seconds") < 20);
+    CHECK(require_number(run, "server_rss_end_kib") > 0);
+}
+
+TEST_CASE("ucoro-bench reports refused connections and exits 1 when none succeed", "[bench]") {
+    // Bound but not listening: connecting is refused.
+    const ucoro_test::unique_fd reserved = ucoro_test::bind_loopback(false);
+    const completed_run run = run_bench(ucoro_test::local_port(reserved.get()),
+                                        {"-c", "2", "--warmup", "0", "--duration", "5"});
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 1);
+    CHECK_THAT(run.err, Contains("all 2 connections failed") && Contains("refused"));
+}
+
+TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[bench]") {
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--bogus"}, {"-c", "0"}, {"--rate", "-5"}, {"-s", "x"}}) {
+        const completed_run run = run_bench(1, args);
+        INFO("args[0] " << args[0] << "\nstderr: " << run.err);
+        REQUIRE(run.status.exited);
+        CHECK(run.status.code == 2);
+        CHECK_THAT(run.err, Contains("usage: ucoro-bench"));
+    }
+    const completed_run help = ucoro_test::run_program({UCORO_BENCH, "--help"});
+    CHECK(help.status.code == 0);
+    CHECK_THAT(help.out, Contains("--rate") && Contains("--server-pid"));
+    const completed_run version = ucoro_test::run_program({UCORO_BENCH, "--version"});
+    CHECK(version.status.code == 0);
+    CHECK_THAT(version.out, Contains("ucoro-bench"));
+}
