@@ -6,6 +6,7 @@
 #include <liburing.h>
 
 #include <array>
+#include <coroutine>
 #include <cstddef>
 
 #include "ucoro/detail/io_awaitable.hpp"
@@ -37,6 +38,27 @@ void task_create_await(benchmark::State& state) {
     context.block_on(create_and_await(state));
 }
 BENCHMARK(task_create_await);
+
+// Yielding to the loop and being resumed from its ready queue: the closest ucoro has to
+// a plain coroutine switch (no kernel involved).
+struct yield_to_loop {
+    io_context& context;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> self) { context.post(self); }
+    void await_resume() const noexcept {}
+};
+
+task<void> yields(io_context& context, benchmark::State& state) {
+    for (auto _ : state) {
+        co_await yield_to_loop{context};
+    }
+}
+
+void yield_through_loop(benchmark::State& state) {
+    io_context context;
+    context.block_on(yields(context, state));
+}
+BENCHMARK(yield_through_loop);
 
 int spawned_runs = 0;
 task<void> count_run() {
