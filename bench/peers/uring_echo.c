@@ -265,6 +265,8 @@ static int setup_buffer_ring(void) {
     return 0;
 }
 
+/* The same flags and fallbacks as ucoro's init_ring (src/ucoro/detail/ring.cpp), on purpose:
+ * the comparison must differ in the abstractions, not in the ring's setup. */
 static int setup_ring(void) {
     const unsigned wanted[] = {
         IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -61,6 +62,9 @@ void print_summary(const load_options& o, const load_report& r) {
                format_ns(h.percentile(50)), format_ns(h.percentile(90)),
                format_ns(h.percentile(99)), format_ns(h.percentile(99.9)), format_ns(h.max()),
                o.rate > 0 ? "intended" : "actual");
+    fmt::print("  ucoro-bench  {:.0f} ns of its own CPU per message ({:.2f} cores)\n",
+               double(r.client_cpu_ns) / std::max(1.0, double(r.messages)),
+               r.seconds > 0 ? double(r.client_cpu_ns) / 1e9 / r.seconds : 0.0);
     if (r.server) {
         const double messages = r.messages > 0 ? double(r.messages) : 1.0;
         fmt::print("  server CPU   user {:.0f} ns + system {:.0f} ns = {:.0f} ns per message\n",
@@ -75,17 +79,18 @@ void print_summary(const load_options& o, const load_report& r) {
 
 std::string to_json(const load_options& o, const load_report& r) {
     const histogram& h = r.latency;
-    std::string json =
-        fmt::format("{{\"server\": \"{}\", \"connections\": {}, \"size\": {}, \"depth\": {}, "
-                    "\"rate\": {}, \"seconds\": {:.6f}, \"connections_established\": {}, "
-                    "\"connect_failures\": {}, \"connection_errors\": {}, \"messages\": {}, "
-                    "\"bytes\": {}, \"messages_per_second\": {:.1f}, \"latency_p50_ns\": {}, "
-                    "\"latency_p90_ns\": {}, \"latency_p99_ns\": {}, \"latency_p999_ns\": {}, "
-                    "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}",
-                    o.server, o.connections, o.size, o.depth, o.rate, r.seconds,
-                    r.connections_established, r.connect_failures, r.connection_errors, r.messages,
-                    r.bytes, r.messages_per_second(), h.percentile(50), h.percentile(90),
-                    h.percentile(99), h.percentile(99.9), h.max(), h.mean());
+    std::string json = fmt::format(
+        "{{\"server\": \"{}\", \"connections\": {}, \"size\": {}, \"depth\": {}, "
+        "\"rate\": {}, \"seconds\": {:.6f}, \"connections_established\": {}, "
+        "\"connect_failures\": {}, \"connection_errors\": {}, \"messages\": {}, "
+        "\"bytes\": {}, \"messages_per_second\": {:.1f}, \"latency_p50_ns\": {}, "
+        "\"latency_p90_ns\": {}, \"latency_p99_ns\": {}, \"latency_p999_ns\": {}, "
+        "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}, "
+        "\"client_cpu_ns_per_message\": {:.1f}",
+        o.server, o.connections, o.size, o.depth, o.rate, r.seconds, r.connections_established,
+        r.connect_failures, r.connection_errors, r.messages, r.bytes, r.messages_per_second(),
+        h.percentile(50), h.percentile(90), h.percentile(99), h.percentile(99.9), h.max(), h.mean(),
+        double(r.client_cpu_ns) / std::max(1.0, double(r.messages)));
     if (r.server) {
         const double messages = r.messages > 0 ? double(r.messages) : 1.0;
         json += fmt::format(

@@ -1,5 +1,6 @@
 #include "load_generator.hpp"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -372,6 +373,16 @@ task<void> drain(run_state& s) {
     }
 }
 
+/// This process's user + system CPU time so far.
+std::uint64_t own_cpu_ns() {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    auto ns = [](const timeval& t) {
+        return std::uint64_t(t.tv_sec) * 1'000'000'000 + std::uint64_t(t.tv_usec) * 1'000;
+    };
+    return ns(usage.ru_utime) + ns(usage.ru_stime);
+}
+
 /// Runs the clock: warm-up, measured interval, progress once a second, then stops the run.
 task<void> control(run_state& s) {
     const load_options& o = s.options;
@@ -382,9 +393,11 @@ task<void> control(run_state& s) {
     auto next_progress = start + std::chrono::seconds(1);
     std::optional<cpu_times> cpu_start;
     clock::time_point measured_start;
+    std::uint64_t client_cpu_start = 0;
     auto begin_measurement = [&](clock::time_point now) {
         s.measuring = true;
         measured_start = now;
+        client_cpu_start = own_cpu_ns();
         if (o.server_pid) {
             cpu_start = read_cpu_times(*o.server_pid);
         }
@@ -417,6 +430,7 @@ task<void> control(run_state& s) {
         begin_measurement(now); // ended during the warm-up: an empty interval
     }
     s.report.seconds = std::chrono::duration<double>(now - measured_start).count();
+    s.report.client_cpu_ns = own_cpu_ns() - client_cpu_start;
     if (o.server_pid) {
         const auto cpu_end = read_cpu_times(*o.server_pid);
         const auto rss_end = read_rss_kib(*o.server_pid);

@@ -58,12 +58,13 @@ struct server_usage {
 struct load_report {
     unsigned connections_established = 0;
     unsigned connect_failures = 0;
-    unsigned connection_errors = 0; // reset, closed by the server, or failed send/recv
-    std::string first_error;        // the first connect or connection error, for the message
-    std::uint64_t messages = 0;     // echoes completed within the measured interval
-    std::uint64_t bytes = 0;        // echoed bytes checked within the measured interval
-    double seconds = 0;             // length of the measured interval
-    histogram latency;              // nanoseconds, one value per message measured
+    unsigned connection_errors = 0;  // reset, closed by the server, or failed send/recv
+    std::string first_error;         // the first connect or connection error, for the message
+    std::uint64_t messages = 0;      // echoes completed within the measured interval
+    std::uint64_t bytes = 0;         // echoed bytes checked within the measured interval
+    double seconds = 0;              // length of the measured interval
+    histogram latency;               // nanoseconds, one value per message measured
+    std::uint64_t client_cpu_ns = 0; // this process's user + system CPU over the interval
     std::optional<server_usage> server;
     /// Set if an echoed byte differed from what was sent: the run stops at once.
     std::string mismatch;

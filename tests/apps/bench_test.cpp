@@ -179,6 +179,7 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
          "  'connections_established', 'connect_failures', 'connection_errors', 'messages',\n"
          "  'bytes', 'messages_per_second', 'latency_p50_ns', 'latency_p90_ns',\n"
          "  'latency_p99_ns', 'latency_p999_ns', 'latency_max_ns', 'latency_mean_ns',\n"
+         "  'client_cpu_ns_per_message',\n"
          "  'server_user_ns_per_message', 'server_system_ns_per_message',\n"
          "  'server_cpu_ns_per_message', 'server_rss_start_kib', 'server_rss_end_kib']\n"
          "missing = [f for f in fields if f not in d]\n"
