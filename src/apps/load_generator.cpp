@@ -69,6 +69,8 @@ struct connection {
     unsigned id = 0;
     net::socket sock;
     std::uint64_t bytes_sent = 0;
+    std::uint64_t bytes_submitted = 0; // bytes_sent plus the send in flight, whose first
+                                       // bytes may be echoed before it completes
     std::uint64_t bytes_received = 0;
     std::uint64_t messages_sent = 0;
     std::uint64_t messages_received = 0;
@@ -146,8 +148,10 @@ task<bool> send_messages(run_state& s, connection& c, std::uint64_t count) {
     std::uint64_t left = count * s.options.size;
     while (left > 0) {
         const auto piece = s.pattern.bytes(c.id, c.bytes_sent, left);
+        c.bytes_submitted = c.bytes_sent + piece.size();
         auto [error, sent] = co_await c.sock.send_all(piece);
         c.bytes_sent += sent;
+        c.bytes_submitted = c.bytes_sent;
         left -= sent;
         if (error) {
             if (error != std::errc::operation_canceled) {
@@ -235,10 +239,10 @@ task<void> receive(run_state& s, connection& c) {
             break;
         }
         const auto received = std::span(buffer).first(n);
-        if (c.bytes_received + n > c.bytes_sent) {
+        if (c.bytes_received + n > c.bytes_submitted) {
             s.report.mismatch =
                 fmt::format("connection {}: received {} bytes but only {} were sent", c.id,
-                            c.bytes_received + n, c.bytes_sent);
+                            c.bytes_received + n, c.bytes_submitted);
             s.context.stop();
             break;
         }
