@@ -105,6 +105,16 @@ public:
     /// on a descriptor that is about to close.
     void cancel_fd(int fd);
 
+    /// Takes over an in-flight operation whose owner has gone (a multishot request whose
+    /// stream was destroyed): cancels it now, or on the next turn if the ring cannot take
+    /// the cancel now. The operation frees itself when its final CQE arrives.
+    void adopt(detail::operation& op) noexcept;
+
+    /// Makes sure the next `count` SQEs can be taken without a flush, flushing now if not,
+    /// so that SQEs that belong together (a cancel and its close) are queued together or
+    /// not at all.
+    void reserve_sqes(unsigned count);
+
     /// Starts an operation: takes an SQE, lets `op` fill it and tracks `op` until its
     /// final completion. If the SQ is full it is flushed first: no request is dropped.
     void submit(detail::operation& op);
@@ -146,6 +156,7 @@ private:
     void check_lost_completions() noexcept;
     void dispatch(bool resume);
     void cancel_all_in_flight();
+    void cancel_adopted();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
     bool drain_on_destruction() noexcept;
@@ -157,6 +168,7 @@ private:
     detail::ring_features m_features;
     bool m_stop_requested = false;
     bool m_running = false;
+    bool m_adoptions_pending = false; // an adopted operation still needs its cancel
     std::size_t m_in_flight = 0;
     detail::operation* m_in_flight_head = nullptr;
     std::deque<std::coroutine_handle<>> m_ready;

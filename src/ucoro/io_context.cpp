@@ -73,11 +73,16 @@ bool io_context::settle_synchronously() noexcept {
     if (result < 0 && result != -ENOENT) {
         return false;
     }
+    // Under DEFER_TASKRUN the cancelled requests' CQEs are posted by task work that runs
+    // only when this thread asks for events: fetch them, or they would look lost.
+    (void)io_uring_get_events(&m_ring);
     reap();
     dispatch(/*resume=*/false);
-    // Whatever is still listed had its final CQE lost: the kernel holds nothing now.
+    // Whatever is still listed had its final CQE lost; the kernel holds nothing now.
     while (m_in_flight_head != nullptr) {
-        unlink(*m_in_flight_head);
+        detail::operation& op = *m_in_flight_head;
+        unlink(op);
+        op.abandon();
     }
     return true;
 }
@@ -116,6 +121,8 @@ void io_context::run_loop(const bool* done) {
         }
         if (m_stop_requested) {
             cancel_all_in_flight(); // also catches requests made after stop()
+        } else if (m_adoptions_pending) {
+            cancel_adopted();
         }
         if (m_in_flight == 0 && m_ready.empty()) {
             m_stop_requested = false; // the stop, if any, is complete: nothing is left
@@ -219,6 +226,8 @@ void io_context::check_lost_completions() noexcept {
     if (dropped == m_dropped_seen) [[likely]] {
         return;
     }
+    // This allocates (the message, the exception) in a noexcept path: out of memory here
+    // terminates, which is no worse than the broken guarantee it reports.
     const unsigned lost = dropped - m_dropped_seen;
     m_dropped_seen = dropped;
     m_stats.completions_lost += lost;
@@ -300,6 +309,7 @@ void io_context::submit(detail::operation& op) {
     op.prepare(*sqe);
     io_uring_sqe_set_data(sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
+    op.m_adopted = false;
     link(op);
 }
 
@@ -319,6 +329,32 @@ void io_context::cancel_fd(int fd) {
     io_uring_sqe* sqe = acquire_sqe();
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);
+}
+
+void io_context::adopt(detail::operation& op) noexcept {
+    op.m_adopted = true;
+    try {
+        cancel(op);
+    } catch (...) {
+        // The SQ is full and the flush failed: the loop retries at its next turn, so an
+        // adopted request cannot keep run() alive forever.
+        m_adoptions_pending = true;
+    }
+}
+
+void io_context::cancel_adopted() {
+    m_adoptions_pending = false;
+    for (detail::operation* op = m_in_flight_head; op != nullptr; op = op->m_next) {
+        if (op->m_adopted) {
+            cancel(*op);
+        }
+    }
+}
+
+void io_context::reserve_sqes(unsigned count) {
+    while (io_uring_sq_space_left(&m_ring) < count) {
+        submit_pending(0);
+    }
 }
 
 void io_context::cancel_all_in_flight() {

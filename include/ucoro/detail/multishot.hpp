@@ -46,6 +46,7 @@ class multishot_operation : public operation {
 public:
     void complete(int result, std::uint32_t flags) noexcept final;
     void discard(int result, std::uint32_t flags) noexcept final;
+    void abandon() noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
 
     /// Whether the request is in the kernel (submitted, final CQE not seen yet).

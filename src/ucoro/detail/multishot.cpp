@@ -88,11 +88,14 @@ void multishot_operation::release() noexcept {
     }
     m_orphaned = true;
     m_waiter = nullptr;
-    try {
-        context().cancel(*this);
-    } catch (...) {
-        // The ring failed: ~io_context cancels and waits for everything still in flight,
-        // this request included, and its final CQE deletes it then.
+    context().adopt(*this); // its final CQE deletes it (see complete and discard)
+}
+
+void multishot_operation::abandon() noexcept {
+    // The final CQE was lost and the kernel has let go: nothing else will free it.
+    m_armed = false;
+    if (m_orphaned) {
+        delete this;
     }
 }
 
