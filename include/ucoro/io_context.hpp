@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -16,21 +18,26 @@
 #include <vector>
 
 #include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/ring.hpp"
 #include "ucoro/task.hpp"
 
 namespace ucoro {
 
 namespace detail {
 class spawned_promise;
-}
+class fault_injector;
+void set_fault_injector(io_context&, fault_injector*) noexcept;
+} // namespace detail
 
-/// Sizes of the ring. The completion queue is larger than the submission queue because
-/// one turn of the loop may submit a full SQ several times over (see submit()), and every
-/// in-flight request may complete at once.
+/// Sizes of the ring, and switches for the optional kernel features. The completion queue
+/// is larger than the submission queue because one turn of the loop may submit a full SQ
+/// several times over (see submit()), and every in-flight request may complete at once.
 struct io_context_options {
     unsigned sq_entries = 256;
     /// 0 means 16 times sq_entries.
     unsigned cq_entries = 0;
+    /// Use multishot accept where the kernel has it (5.19); false forces the fallback.
+    bool multishot_accept = true;
 };
 
 /// The event loop: one thread, one io_uring, any number of coroutines.
@@ -41,7 +48,9 @@ struct io_context_options {
 ///
 /// The invariant everything relies on: every submitted operation completes exactly once
 /// (its final CQE is seen) before the memory it refers to is released. stop() and the
-/// destructor cancel what is in flight and wait for the completions.
+/// destructor cancel what is in flight and wait for the completions. If the kernel ever
+/// loses a completion (it can, when a CQ overflows and it cannot allocate room), the
+/// invariant is broken: the context fails loudly instead of waiting forever.
 ///
 /// Not thread-safe: create, use and destroy it on one thread.
 class io_context {
@@ -55,17 +64,30 @@ public:
     io_context& operator=(const io_context&) = delete;
 
     /// Runs `work` as a detached task that frees its own frame when done. It starts on the
-    /// next turn of run(). An exception that escapes it is logged to stderr.
+    /// next turn of run(). An exception that escapes it goes to the unhandled-exception
+    /// handler (see set_unhandled_exception_handler).
     void spawn(task<void> work);
 
+    /// What to do with an exception that escapes a spawned task. The default handler
+    /// prints it on stderr; every one is counted in stats().unhandled_exceptions either
+    /// way. A handler may call stop(), e.g. when the task was essential. A handler that
+    /// throws is reported on stderr and otherwise ignored. An empty function restores the
+    /// default.
+    using exception_handler = std::function<void(std::exception_ptr)>;
+    void set_unhandled_exception_handler(exception_handler handler) {
+        m_exception_handler = std::move(handler);
+    }
+
     /// Runs the loop until no work is left (nothing ready, nothing in flight) or until
-    /// stop() has been called and everything in flight has completed.
+    /// stop() has been called and everything in flight has completed. Throws
+    /// std::system_error if the ring fails (io_uring_enter errors, a lost completion).
     void run();
 
-    /// Asks run() to finish: every operation in flight, and every one submitted after
+    /// Asks the loop to finish: every operation in flight, and every one submitted after
     /// this call, is cancelled; the coroutines see std::errc::operation_canceled and
-    /// unwind, and run() returns once the ring is empty. Call it from inside a coroutine
-    /// or between runs; run() clears the request when it returns.
+    /// unwind. The request stays until a run() has emptied the context: a block_on whose
+    /// task finishes first returns with the request still pending, and the next run()
+    /// completes it.
     void stop() noexcept { m_stop_requested = true; }
     bool stop_requested() const noexcept { return m_stop_requested; }
 
@@ -78,6 +100,11 @@ public:
     /// still completes, with operation_canceled or with its own result if it won the race.
     void cancel(detail::operation& op);
 
+    /// Asks the kernel to cancel every request on `fd` (IORING_ASYNC_CANCEL_FD, 5.19; a
+    /// no-op on older kernels). Used by the awaitable closes, so that nothing stays armed
+    /// on a descriptor that is about to close.
+    void cancel_fd(int fd);
+
     /// Starts an operation: takes an SQE, lets `op` fill it and tracks `op` until its
     /// final completion. If the SQ is full it is flushed first: no request is dropped.
     void submit(detail::operation& op);
@@ -88,18 +115,25 @@ public:
     /// How many operations the kernel still owns.
     std::size_t in_flight() const noexcept { return m_in_flight; }
 
-    /// Counters, for tests and benchmarks: submit syscalls made, CQEs seen, overflows.
+    /// The optional kernel features in use (probed at construction).
+    const detail::ring_features& features() const noexcept { return m_features; }
+
+    /// Counters, for tests, benchmarks and the server's -v report.
     struct statistics {
-        std::uint64_t submit_calls = 0;
-        std::uint64_t completions = 0;
-        std::uint64_t cq_overflows = 0;
+        std::uint64_t submit_calls = 0;         // io_uring_enter calls the loop made
+        std::uint64_t completions = 0;          // CQEs seen
+        std::uint64_t cq_overflows = 0;         // CQEs that waited in the kernel's overflow
+                                                // list because the CQ was full
+        std::uint64_t completions_lost = 0;     // CQEs the kernel dropped (fatal)
+        std::uint64_t unhandled_exceptions = 0; // exceptions that escaped spawned tasks
     };
     const statistics& stats() const noexcept { return m_stats; }
 
 private:
     friend class detail::spawned_promise;
+    friend void detail::set_fault_injector(io_context&, detail::fault_injector*) noexcept;
 
-    struct completion {
+    struct reaped {
         std::uint64_t user_data;
         int result;
         std::uint32_t flags;
@@ -108,27 +142,36 @@ private:
     void run_loop(const bool* done);
     io_uring_sqe* acquire_sqe();
     void submit_pending(unsigned wait_for);
-    void reap();
+    void reap() noexcept;
+    void check_lost_completions() noexcept;
     void dispatch(bool resume);
     void cancel_all_in_flight();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
     bool drain_on_destruction() noexcept;
+    bool settle_synchronously() noexcept;
+    void report_unhandled_exception(std::exception_ptr error) noexcept;
+    [[noreturn]] void fail(int error, const std::string& what);
 
     io_uring m_ring{};
+    detail::ring_features m_features;
     bool m_stop_requested = false;
     bool m_running = false;
     std::size_t m_in_flight = 0;
     detail::operation* m_in_flight_head = nullptr;
     std::deque<std::coroutine_handle<>> m_ready;
-    std::vector<completion> m_completions;             // reaped from the CQ, not yet dispatched
+    std::vector<reaped> m_completions;                 // taken from the CQ, not dispatched
     detail::spawned_promise* m_spawned_head = nullptr; // detached tasks still alive
+    exception_handler m_exception_handler;
+    detail::fault_injector* m_faults = nullptr;
+    unsigned m_dropped_seen = 0;  // the CQ overflow counter when last checked
+    std::exception_ptr m_failure; // set once the ring has failed for good
     statistics m_stats;
 };
 
 /// Turns the errno from a failed io_uring setup into one line naming the likely cause and
 /// what to do about it (EPERM: seccomp or kernel.io_uring_disabled; ENOMEM: the memlock
-/// limit; ENOSYS: an old kernel).
+/// limit; ENOSYS: an old kernel). Defined beside the ring setup, in detail/ring.cpp.
 std::string describe_io_uring_error(int error);
 
 namespace detail {
@@ -140,39 +183,41 @@ struct block_on_state {
     std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
 };
 
+// The state is shared, not on block_on's stack: if the loop throws, block_on returns while
+// this task is still suspended in the ring, and it may finish in a later run().
 template <typename T>
-task<void> run_to_state(task<T> work, block_on_state<T>& state) {
+task<void> run_to_state(task<T> work, std::shared_ptr<block_on_state<T>> state) {
     try {
         if constexpr (std::is_void_v<T>) {
             co_await std::move(work);
-            state.value.emplace(true);
+            state->value.emplace(true);
         } else {
-            state.value.emplace(co_await std::move(work));
+            state->value.emplace(co_await std::move(work));
         }
     } catch (...) {
-        state.failure = std::current_exception();
+        state->failure = std::current_exception();
     }
-    state.done = true;
+    state->done = true;
 }
 
 } // namespace detail
 
 template <typename T>
 T io_context::block_on(task<T> work) {
-    detail::block_on_state<T> state;
+    auto state = std::make_shared<detail::block_on_state<T>>();
     spawn(detail::run_to_state(std::move(work), state));
-    run_loop(&state.done);
-    if (!state.done) {
+    run_loop(&state->done);
+    if (!state->done) {
         // The task waits on something that is not in the ring and never will be; its
-        // frame is freed by ~io_context, and it never touches `state` again.
+        // frame is freed by ~io_context.
         throw std::logic_error("io_context::block_on: the loop ran out of work before the "
                                "task finished");
     }
-    if (state.failure) {
-        std::rethrow_exception(state.failure);
+    if (state->failure) {
+        std::rethrow_exception(state->failure);
     }
     if constexpr (!std::is_void_v<T>) {
-        return std::move(*state.value);
+        return std::move(*state->value);
     }
 }
 

@@ -3,7 +3,7 @@
 
 #include <poll.h>
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 
 namespace ucoro {

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <system_error>
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 
 namespace ucoro {
 

@@ -4,6 +4,7 @@
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/accept.hpp"
+#include "ucoro/net/accept_stream.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/close.hpp"
 #include "ucoro/net/connect.hpp"

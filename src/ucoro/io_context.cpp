@@ -6,154 +6,10 @@
 #include <cstdio>
 #include <system_error>
 
-namespace ucoro {
-
-// ---------------------------------------------------------------------------------------
-// Detached tasks
-// ---------------------------------------------------------------------------------------
-
-namespace detail {
-
-/// The coroutine spawn() wraps around a task<void>. It frees its own frame when it
-/// finishes (final_suspend never suspends) and, while alive, sits in the context's list of
-/// spawned tasks so that ~io_context can free the ones that never finished.
-class spawned_promise {
-public:
-    spawned_promise(io_context& context, task<void>&) noexcept : m_context(&context) {
-        m_next = context.m_spawned_head;
-        if (m_next != nullptr) {
-            m_next->m_prev = this;
-        }
-        context.m_spawned_head = this;
-    }
-    ~spawned_promise() {
-        if (m_prev != nullptr) {
-            m_prev->m_next = m_next;
-        } else {
-            m_context->m_spawned_head = m_next;
-        }
-        if (m_next != nullptr) {
-            m_next->m_prev = m_prev;
-        }
-    }
-
-    std::coroutine_handle<spawned_promise> handle() noexcept {
-        return std::coroutine_handle<spawned_promise>::from_promise(*this);
-    }
-    spawned_promise* next() const noexcept { return m_next; }
-
-    struct spawned {
-        using promise_type = spawned_promise;
-        std::coroutine_handle<spawned_promise> handle;
-    };
-    spawned get_return_object() noexcept { return {handle()}; }
-    std::suspend_always initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept {
-        // Nobody awaits a spawned task, so the exception has nowhere to go: say so loudly.
-        try {
-            try {
-                throw;
-            } catch (const std::exception& e) {
-                fmt::print(stderr, "ucoro: exception escaped a spawned task: {}\n", e.what());
-            } catch (...) {
-                fmt::print(stderr, "ucoro: exception of unknown type escaped a spawned task\n");
-            }
-        } catch (...) {
-            // Writing to stderr failed: there is nowhere left to report to.
-        }
-    }
-
-private:
-    io_context* m_context;
-    spawned_promise* m_prev = nullptr;
-    spawned_promise* m_next = nullptr;
-};
-
-} // namespace detail
-} // namespace ucoro
+#include "ucoro/detail/fault_injection.hpp"
+#include "ucoro/detail/spawn.hpp"
 
 namespace ucoro {
-namespace {
-
-detail::spawned_promise::spawned run_detached(io_context&, task<void> work) {
-    co_await std::move(work);
-}
-
-// The opcodes the library submits, with the kernel that added the last of them.
-constexpr int required_opcodes[] = {
-    IORING_OP_ACCEPT,       IORING_OP_CONNECT,  IORING_OP_RECV,
-    IORING_OP_SEND,         IORING_OP_CLOSE,    IORING_OP_TIMEOUT,
-    IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD, IORING_OP_SHUTDOWN,
-};
-
-int init_ring(io_uring& ring, const io_context_options& options) {
-    io_uring_params params{};
-    params.cq_entries = options.cq_entries != 0 ? options.cq_entries : options.sq_entries * 16;
-    // CQSIZE: a CQ larger than the SQ. SUBMIT_ALL: one bad SQE does not stop the batch.
-    // COOP_TASKRUN: no interrupting IPIs, we enter the kernel every turn anyway.
-    // SINGLE_ISSUER + DEFER_TASKRUN: completions are processed only when this thread
-    // asks for them, which is what a single-threaded loop does.
-    const unsigned wanted[] = {
-        IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-        IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-        IORING_SETUP_CQSIZE,
-    };
-    int result = -EINVAL;
-    for (unsigned flags : wanted) {
-        params.flags = flags;
-        result = io_uring_queue_init_params(options.sq_entries, &ring, &params);
-        if (result != -EINVAL) {
-            break; // success, or a failure that other flags will not fix
-        }
-    }
-    if (result < 0) {
-        return result;
-    }
-    if ((params.features & IORING_FEAT_NODROP) == 0) {
-        // Before 5.5 an overflowing CQ silently loses completions: that would break the
-        // exactly-once invariant, so refuse to run.
-        io_uring_queue_exit(&ring);
-        return -ENOSYS;
-    }
-    io_uring_probe* probe = io_uring_get_probe_ring(&ring);
-    if (probe == nullptr) {
-        io_uring_queue_exit(&ring);
-        return -ENOSYS; // IORING_REGISTER_PROBE arrived in 5.6
-    }
-    for (int opcode : required_opcodes) {
-        if (!io_uring_opcode_supported(probe, opcode)) {
-            io_uring_free_probe(probe);
-            io_uring_queue_exit(&ring);
-            return -ENOSYS;
-        }
-    }
-    io_uring_free_probe(probe);
-    return 0;
-}
-
-} // namespace
-
-std::string describe_io_uring_error(int error) {
-    switch (error) {
-    case EPERM:
-        return "io_uring is not permitted (EPERM): it is blocked by a seccomp filter (e.g. a "
-               "container's default profile) or by the sysctl kernel.io_uring_disabled; allow "
-               "io_uring_setup or set kernel.io_uring_disabled=0";
-    case ENOMEM:
-        return "io_uring ring could not be allocated (ENOMEM): the locked-memory limit is too "
-               "low on this kernel; raise it with 'ulimit -l' (RLIMIT_MEMLOCK) or use a kernel "
-               ">= 5.12";
-    case ENOSYS:
-        return "io_uring is not available (ENOSYS): the kernel is too old or built without "
-               "io_uring; ucoro needs Linux >= 5.11 with CONFIG_IO_URING";
-    default:
-        return fmt::format("io_uring could not be set up: {} (errno {}); check the kernel log",
-                           std::system_category().message(error), error);
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Lifetime
@@ -162,9 +18,10 @@ std::string describe_io_uring_error(int error) {
 io_context::io_context(io_context_options options) {
     // Allocate before the ring exists, so that a throw here leaks no ring.
     m_completions.reserve(options.cq_entries != 0 ? options.cq_entries : options.sq_entries * 16);
-    if (const int result = init_ring(m_ring, options); result < 0) {
+    if (const int result = detail::init_ring(m_ring, options, m_features); result < 0) {
         throw std::system_error(-result, std::system_category(), describe_io_uring_error(-result));
     }
+    m_dropped_seen = *m_ring.cq.koverflow;
 }
 
 io_context::~io_context() {
@@ -182,32 +39,52 @@ bool io_context::drain_on_destruction() noexcept {
     // Cancel everything and wait for every final CQE, without resuming anybody: the
     // coroutines are about to be destroyed, not continued.
     try {
-        while (m_in_flight > 0) {
+        while (m_in_flight > 0 && !m_failure) {
             cancel_all_in_flight();
             submit_pending(1);
             reap();
             dispatch(/*resume=*/false);
         }
     } catch (const std::exception& e) {
+        std::fprintf(stderr, "ucoro: ~io_context: the ring failed while draining: %s\n", e.what());
+    }
+    if (m_in_flight > 0 && !settle_synchronously()) {
         // The ring cannot tell us when the kernel is done with the remaining operations, so
         // their frames must never be freed: leaking them is the only safe choice left.
         std::fprintf(stderr,
-                     "ucoro: ~io_context could not wait for %zu operations (%s); "
-                     "their coroutine frames are leaked\n",
-                     m_in_flight, e.what());
+                     "ucoro: ~io_context could not wait for %zu operations; their coroutine "
+                     "frames are leaked\n",
+                     m_in_flight);
         return false;
     }
     m_ready.clear();
     return true;
 }
 
+bool io_context::settle_synchronously() noexcept {
+    // A lost completion (or a broken io_uring_enter) means waiting for CQEs may never end.
+    // IORING_REGISTER_SYNC_CANCEL (6.0) cancels every request and returns only once the
+    // kernel has finished with all of them; after that no request refers to our memory,
+    // whatever its CQE's fate.
+    io_uring_sync_cancel_reg cancel{};
+    cancel.flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+    cancel.timeout.tv_sec = 5;
+    const int result = io_uring_register_sync_cancel(&m_ring, &cancel);
+    if (result < 0 && result != -ENOENT) {
+        return false;
+    }
+    reap();
+    dispatch(/*resume=*/false);
+    // Whatever is still listed had its final CQE lost: the kernel holds nothing now.
+    while (m_in_flight_head != nullptr) {
+        unlink(*m_in_flight_head);
+    }
+    return true;
+}
+
 // ---------------------------------------------------------------------------------------
 // The loop
 // ---------------------------------------------------------------------------------------
-
-void io_context::spawn(task<void> work) {
-    post(run_detached(*this, std::move(work)).handle);
-}
 
 void io_context::run() {
     run_loop(nullptr);
@@ -217,6 +94,9 @@ void io_context::run_loop(const bool* done) {
     if (m_running) {
         // A nested loop would dispatch the outer loop's completions a second time.
         throw std::logic_error("io_context::run/block_on called from inside the same context");
+    }
+    if (m_failure) {
+        std::rethrow_exception(m_failure);
     }
     m_running = true;
     struct running_guard {
@@ -238,19 +118,24 @@ void io_context::run_loop(const bool* done) {
             cancel_all_in_flight(); // also catches requests made after stop()
         }
         if (m_in_flight == 0 && m_ready.empty()) {
+            m_stop_requested = false; // the stop, if any, is complete: nothing is left
             break;
         }
         // One syscall: submit everything prepared since the last turn and, if nobody is
         // ready to run, sleep until at least one completion arrives.
         submit_pending(m_ready.empty() && m_completions.empty() ? 1 : 0);
         reap();
+        if (m_failure) {
+            std::rethrow_exception(m_failure);
+        }
         dispatch(/*resume=*/true);
     }
     // Hand the kernel what the last coroutines prepared (a block_on can end mid-turn):
     // an SQE left in the ring would be submitted late, against an fd that may have been
     // closed and reused by then.
-    io_uring_submit(&m_ring);
-    m_stop_requested = false;
+    if (io_uring_sq_ready(&m_ring) > 0) {
+        submit_pending(0);
+    }
 }
 
 void io_context::submit_pending(unsigned wait_for) {
@@ -258,8 +143,14 @@ void io_context::submit_pending(unsigned wait_for) {
         ++m_stats.submit_calls;
         // With DEFER_TASKRUN, completions reach the CQ only when we ask for events, so even
         // the non-waiting submit asks, or ready coroutines could starve I/O.
-        const int result = wait_for > 0 ? io_uring_submit_and_wait(&m_ring, wait_for)
-                                        : io_uring_submit_and_get_events(&m_ring);
+        int result = 0;
+        if (m_faults != nullptr) [[unlikely]] {
+            result = m_faults->before_enter();
+        }
+        if (result == 0) {
+            result = wait_for > 0 ? io_uring_submit_and_wait(&m_ring, wait_for)
+                                  : io_uring_submit_and_get_events(&m_ring);
+        }
         if (result >= 0 || result == -ETIME) {
             return;
         }
@@ -274,35 +165,83 @@ void io_context::submit_pending(unsigned wait_for) {
             wait_for = 0;
             continue;
         }
-        throw std::system_error(-result, std::system_category(), "io_uring_enter (submit)");
+        if (result == -EBADR) {
+            // 6.x reports once that it dropped a CQE (CQ overflow with no memory to keep it).
+            check_lost_completions();
+            if (!m_failure) {
+                fail(EBADR, "io_uring dropped a completion (CQ overflow without memory)");
+            }
+            std::rethrow_exception(m_failure);
+        }
+        // Both liburing calls above end in io_uring_enter.
+        throw std::system_error(-result, std::system_category(), "io_uring_enter");
     }
 }
 
-void io_context::reap() {
+void io_context::reap() noexcept {
     while (true) {
         unsigned head = 0;
         unsigned count = 0;
         io_uring_cqe* cqe = nullptr;
         io_uring_for_each_cqe(&m_ring, head, cqe) {
-            m_completions.push_back({cqe->user_data, cqe->res, cqe->flags});
+            reaped c{cqe->user_data, cqe->res, cqe->flags};
             ++count;
+            if (m_faults != nullptr) [[unlikely]] {
+                if (m_faults->on_completion(c.user_data, c.result, c.flags) ==
+                    detail::fault_injector::verdict::drop) {
+                    // What the kernel does when it drops a CQE: count it in the ring.
+                    io_uring_smp_store_release(m_ring.cq.koverflow, *m_ring.cq.koverflow + 1);
+                    continue;
+                }
+            }
+            // Room for a full CQ was reserved up front; a larger burst (overflow flushes)
+            // may allocate, and running out of memory here cannot be reported safely.
+            m_completions.push_back(c);
         }
         io_uring_cq_advance(&m_ring, count);
         m_stats.completions += count;
+        check_lost_completions();
         if (!io_uring_cq_has_overflow(&m_ring)) {
             return;
         }
         // The kernel kept CQEs that did not fit (IORING_FEAT_NODROP): now that the CQ has
-        // room, have it flush them to us.
-        ++m_stats.cq_overflows;
+        // room, have it flush them to us. What arrives next waited in that backlog.
         io_uring_get_events(&m_ring);
+        m_stats.cq_overflows += io_uring_cq_ready(&m_ring);
     }
+}
+
+void io_context::check_lost_completions() noexcept {
+    // The kernel counts here the CQEs it had to drop (IORING_FEAT_NODROP keeps them unless
+    // it cannot allocate). Each lost CQE may be the final one of an operation that will
+    // then never leave the in-flight list: run() would wait forever.
+    const unsigned dropped = io_uring_smp_load_acquire(m_ring.cq.koverflow);
+    if (dropped == m_dropped_seen) [[likely]] {
+        return;
+    }
+    const unsigned lost = dropped - m_dropped_seen;
+    m_dropped_seen = dropped;
+    m_stats.completions_lost += lost;
+    const std::string what =
+        fmt::format("io_uring dropped {} completion(s) (CQ overflow without memory to keep "
+                    "them); the exactly-once guarantee is broken, stopping this context",
+                    lost);
+    std::fprintf(stderr, "ucoro: %s\n", what.c_str());
+    if (!m_failure) {
+        m_failure = std::make_exception_ptr(
+            std::system_error(std::make_error_code(std::errc::state_not_recoverable), what));
+    }
+}
+
+void io_context::fail(int error, const std::string& what) {
+    m_failure = std::make_exception_ptr(std::system_error(error, std::system_category(), what));
+    std::rethrow_exception(m_failure);
 }
 
 void io_context::dispatch(bool resume) {
     // By index: a resumed coroutine may submit, and submit() may reap (and so append).
     for (std::size_t i = 0; i < m_completions.size(); ++i) {
-        const completion c = m_completions[i];
+        const reaped c = m_completions[i];
         if (c.user_data == 0) {
             continue; // completion of a cancel request: it owns no memory
         }
@@ -317,6 +256,29 @@ void io_context::dispatch(bool resume) {
         }
     }
     m_completions.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures of detached work
+// ---------------------------------------------------------------------------------------
+
+void io_context::report_unhandled_exception(std::exception_ptr error) noexcept {
+    ++m_stats.unhandled_exceptions;
+    try {
+        if (m_exception_handler) {
+            m_exception_handler(error);
+            return;
+        }
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "ucoro: exception escaped a spawned task: {}\n", e.what());
+        } catch (...) {
+            fmt::print(stderr, "ucoro: exception of unknown type escaped a spawned task\n");
+        }
+    } catch (...) {
+        std::fputs("ucoro: the unhandled-exception handler itself threw\n", stderr);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -337,16 +299,25 @@ void io_context::submit(detail::operation& op) {
     io_uring_sqe* sqe = acquire_sqe();
     op.prepare(*sqe);
     io_uring_sqe_set_data(sqe, &op);
+    op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
     link(op);
 }
 
 void io_context::cancel(detail::operation& op) {
     if (op.m_cancel_requested) {
-        return;
+        return; // a cancel for this submission is already in the ring
     }
-    op.m_cancel_requested = true;
+    // Take the SQE first: if that throws, no cancel exists, and the flag must say so or
+    // every later cancel (stop(), the destructor's drain) would skip this operation.
     io_uring_sqe* sqe = acquire_sqe();
     io_uring_prep_cancel(sqe, &op, 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    op.m_cancel_requested = true;
+}
+
+void io_context::cancel_fd(int fd) {
+    io_uring_sqe* sqe = acquire_sqe();
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);
 }
 
@@ -379,23 +350,4 @@ void io_context::unlink(detail::operation& op) noexcept {
     --m_in_flight;
 }
 
-// ---------------------------------------------------------------------------------------
-// The awaitable every single-shot operation builds on
-// ---------------------------------------------------------------------------------------
-
-namespace detail {
-
-void io_awaitable::await_suspend(std::coroutine_handle<> waiter) {
-    m_waiter = waiter;
-    clear_cancel_request();
-    context().submit(*this);
-}
-
-void io_awaitable::complete(int result, std::uint32_t flags) noexcept {
-    m_result = result;
-    m_flags = flags;
-    detail::resume(m_waiter);
-}
-
-} // namespace detail
 } // namespace ucoro

@@ -1,4 +1,4 @@
-// socket::recv over loopback: data, end of stream, a zero-length buffer, errors.
+// socket::recv over loopback: data, end of stream, an empty buffer, errors.
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -164,7 +164,7 @@ TEST_CASE("a recv waiting for data completes with 0 when the peer closes") {
     CHECK(received == 0);
 }
 
-TEST_CASE("recv into a zero-length buffer completes with 0 and consumes nothing") {
+TEST_CASE("recv into an empty buffer is rejected without a system call and consumes nothing") {
     auto context = ucoro_test::make_context();
     if (!context) {
         return;
@@ -180,9 +180,15 @@ TEST_CASE("recv into a zero-length buffer completes with 0 and consumes nothing"
         // Data is queued, so the empty recv has something it could (but must not) take.
         wait_until_readable(pair.server.native_handle());
 
+        // 0 would read as end of stream, so an empty buffer is an error, decided before
+        // anything reaches the ring.
+        const auto calls_before = context->stats().submit_calls;
+        const auto in_flight_before = context->in_flight();
         auto [empty_error, empty_count] = co_await pair.server.recv(std::span<std::byte>());
-        CHECK_FALSE(empty_error);
+        CHECK(empty_error == std::errc::invalid_argument);
         CHECK(empty_count == 0);
+        CHECK(context->stats().submit_calls == calls_before);
+        CHECK(context->in_flight() == in_flight_before);
 
         std::array<std::byte, 16> buffer{};
         auto [error, n] = co_await pair.server.recv(buffer);

@@ -51,3 +51,12 @@ struct next_turn {
 };
 
 } // namespace ucoro_test
+
+namespace ucoro_test {
+
+/// A task that returns on the next turn of the loop (see next_turn).
+inline ucoro::task<void> next_turn_of(ucoro::io_context& context) {
+    co_await next_turn{context};
+}
+
+} // namespace ucoro_test

@@ -3,7 +3,7 @@
 
 #include <sys/socket.h>
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/socket.hpp"

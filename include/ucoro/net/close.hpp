@@ -1,25 +1,34 @@
-// co_await sock.close(): IORING_OP_CLOSE.
+// co_await sock.close(), co_await listener.close(): IORING_OP_CLOSE.
 #pragma once
 
 #include <system_error>
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 
 namespace ucoro::net {
 
-/// Closes a descriptor through the ring. Closing an fd that is already -1 does nothing and
-/// succeeds, so closing a socket twice is harmless.
+/// Closes a descriptor through the ring, after asking the kernel to cancel every request
+/// still armed on it (a recv another coroutine waits in, a multishot accept), which then
+/// completes with operation_canceled instead of holding the file open.
+///
+/// The operation owns the descriptor from the moment it is made: if it is never awaited,
+/// or the close is cancelled before it ran, it closes the descriptor itself. Closing an fd
+/// that is already -1 does nothing and succeeds, so closing a socket twice is harmless.
 class [[nodiscard]] close_operation final : public detail::io_awaitable {
 public:
-    close_operation(io_context& context, int fd) noexcept : io_awaitable(context), m_fd(fd) {}
+    close_operation(io_context* context, int fd) noexcept : io_awaitable(context), m_fd(fd) {}
+    close_operation(close_operation&&) = delete;
+    ~close_operation();
 
-    bool await_ready() const noexcept { return m_fd < 0; }
+    bool await_ready() const noexcept { return m_fd < 0 || io_awaitable::await_ready(); }
+    void await_suspend(std::coroutine_handle<> waiter);
     void prepare(io_uring_sqe& sqe) noexcept override;
     void discard(int result, std::uint32_t flags) noexcept override;
-    [[nodiscard]] std::error_code await_resume() const noexcept;
+    [[nodiscard]] std::error_code await_resume() noexcept;
 
 private:
     int m_fd;
+    bool m_handed_to_kernel = false; // the close ran (or may have): the fd is not ours
 };
 
 } // namespace ucoro::net

@@ -1,7 +1,7 @@
 // co_await net::connect(context, address): IORING_OP_CONNECT.
 #pragma once
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/socket.hpp"

@@ -3,8 +3,12 @@
 
 #include <sys/socket.h>
 
+#include <utility>
+
 #include "ucoro/net/accept.hpp"
+#include "ucoro/net/accept_stream.hpp"
 #include "ucoro/net/address.hpp"
+#include "ucoro/net/close.hpp"
 
 namespace ucoro {
 class io_context;
@@ -29,7 +33,13 @@ public:
     const address& local_address() const noexcept { return m_local; }
     int native_handle() const noexcept { return m_fd; }
 
+    /// Accepts one connection.
     accept_operation accept() noexcept { return {*m_context, m_fd}; }
+    /// Accepts connection after connection with one multishot request (accept_stream.hpp).
+    net::accept_stream accept_multishot() { return {*m_context, m_fd}; }
+    /// Closes through the ring, cancelling first any accept still armed on the socket. The
+    /// listener gives up its descriptor at once.
+    close_operation close() noexcept { return {m_context, std::exchange(m_fd, -1)}; }
 
 private:
     io_context* m_context;

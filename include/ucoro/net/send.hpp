@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <span>
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 
 namespace ucoro::net {
@@ -15,7 +15,7 @@ namespace ucoro::net {
 /// instead of killing the process with SIGPIPE.
 class [[nodiscard]] send_operation final : public detail::io_awaitable {
 public:
-    send_operation(io_context& context, int fd, std::span<const std::byte> bytes) noexcept
+    send_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept
         : io_awaitable(context), m_fd(fd), m_bytes(bytes) {}
 
     void prepare(io_uring_sqe& sqe) noexcept override;
@@ -29,24 +29,23 @@ private:
 /// Sends every byte, resubmitting after each short send without resuming the coroutine in
 /// between. The value is the number of bytes sent: all of them, or those that went before
 /// the error.
-class [[nodiscard]] send_all_operation final : public detail::operation {
+class [[nodiscard]] send_all_operation final : public detail::io_awaitable {
 public:
-    send_all_operation(io_context& context, int fd, std::span<const std::byte> bytes) noexcept
-        : operation(context), m_fd(fd), m_bytes(bytes) {}
+    send_all_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept
+        : io_awaitable(context), m_fd(fd), m_bytes(bytes) {}
 
-    bool await_ready() const noexcept { return m_bytes.empty(); }
-    void await_suspend(std::coroutine_handle<> waiter);
-    io_result<std::size_t> await_resume() const noexcept { return {m_error, m_sent}; }
+    bool await_ready() const noexcept { return m_bytes.empty() || io_awaitable::await_ready(); }
+    io_result<std::size_t> await_resume() const noexcept;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
-    void complete(int result, std::uint32_t flags) noexcept override;
 
 private:
+    bool resubmit_after(int result, std::uint32_t flags) noexcept override;
+
     int m_fd;
     std::span<const std::byte> m_bytes;
     std::size_t m_sent = 0;
     std::error_code m_error;
-    std::coroutine_handle<> m_waiter;
 };
 
 } // namespace ucoro::net

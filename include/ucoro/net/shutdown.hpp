@@ -5,7 +5,7 @@
 
 #include <system_error>
 
-#include "ucoro/detail/operation.hpp"
+#include "ucoro/detail/io_awaitable.hpp"
 
 namespace ucoro::net {
 
@@ -14,7 +14,7 @@ enum class shutdown_how { receive = SHUT_RD, send = SHUT_WR, both = SHUT_RDWR };
 /// Shuts down one or both directions of a connection without closing the descriptor.
 class [[nodiscard]] shutdown_operation final : public detail::io_awaitable {
 public:
-    shutdown_operation(io_context& context, int fd, shutdown_how how) noexcept
+    shutdown_operation(io_context* context, int fd, shutdown_how how) noexcept
         : io_awaitable(context), m_fd(fd), m_how(how) {}
 
     void prepare(io_uring_sqe& sqe) noexcept override;

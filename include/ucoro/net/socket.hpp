@@ -23,6 +23,9 @@ namespace ucoro::net {
 ///
 /// The buffers handed to recv/send must stay alive until the operation completes, which
 /// they do when they live in the awaiting coroutine's frame.
+///
+/// A default-constructed socket (what an io_result<socket> holds on error) belongs to no
+/// context: every operation on it completes at once with std::errc::bad_file_descriptor.
 class socket {
 public:
     socket() noexcept = default;
@@ -42,21 +45,22 @@ public:
     /// The address of this end (getsockname).
     address local_address() const;
 
-    recv_operation recv(std::span<std::byte> buffer) noexcept { return {*m_context, m_fd, buffer}; }
+    recv_operation recv(std::span<std::byte> buffer) noexcept { return {m_context, m_fd, buffer}; }
     send_operation send(std::span<const std::byte> bytes) noexcept {
-        return {*m_context, m_fd, bytes};
+        return {m_context, m_fd, bytes};
     }
     send_all_operation send_all(std::span<const std::byte> bytes) noexcept {
-        return {*m_context, m_fd, bytes};
+        return {m_context, m_fd, bytes};
     }
     /// Half-closes: `shutdown_how::send` tells the peer we will send no more (it reads end
     /// of stream) while we can still receive.
     shutdown_operation shutdown(shutdown_how how = shutdown_how::send) noexcept {
-        return {*m_context, m_fd, how};
+        return {m_context, m_fd, how};
     }
-    /// Closes through the ring. The socket gives up its descriptor at once, so it is closed
-    /// exactly once whatever the outcome.
-    close_operation close() noexcept { return {*m_context, std::exchange(m_fd, -1)}; }
+    /// Closes through the ring, first cancelling whatever is still armed on the descriptor
+    /// (see close.hpp). The socket gives up its descriptor at once, so it is closed exactly
+    /// once whatever the outcome, even if the operation is never awaited.
+    close_operation close() noexcept { return {m_context, std::exchange(m_fd, -1)}; }
 
     /// Disables Nagle's algorithm (TCP_NODELAY): small writes go out at once.
     void set_no_delay(bool enabled = true) noexcept;

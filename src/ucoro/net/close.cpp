@@ -5,30 +5,49 @@
 
 #include <cerrno>
 
+#include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 
 namespace ucoro::net {
+
+close_operation::~close_operation() {
+    if (m_fd >= 0 && !m_handed_to_kernel) {
+        ::close(m_fd); // never awaited, cancelled before it ran, or no context to run it
+    }
+}
+
+void close_operation::await_suspend(std::coroutine_handle<> waiter) {
+    // In the same batch, before the close: cancel what is armed on the descriptor, or a
+    // pending recv would keep the file open (and its coroutine waiting) after the close.
+    context().cancel_fd(m_fd);
+    io_awaitable::await_suspend(waiter);
+}
 
 void close_operation::prepare(io_uring_sqe& sqe) noexcept {
     io_uring_prep_close(&sqe, m_fd);
 }
 
 void close_operation::discard(int result, std::uint32_t) noexcept {
-    if (result == -ECANCELED) {
-        ::close(m_fd); // cancelled before it ran, and the socket gave the fd up already
-    }
+    // Cancelled before it ran (the context is being torn down): the fd is still ours, and
+    // the destructor closes it. Any other result means the close ran.
+    m_handed_to_kernel = result != -ECANCELED;
 }
 
-std::error_code close_operation::await_resume() const noexcept {
+std::error_code close_operation::await_resume() noexcept {
     if (m_fd < 0) {
         return {};
+    }
+    if (!has_context()) {
+        return std::make_error_code(std::errc::bad_file_descriptor);
     }
     if (m_result == -ECANCELED) {
         // Cancelled before it ran (the context is stopping): the descriptor is still open
         // and nobody else owns it, so close it here rather than leak it.
-        return ::close(m_fd) == 0 ? std::error_code()
-                                  : std::error_code(errno, std::system_category());
+        const int fd = std::exchange(m_fd, -1);
+        return ::close(fd) == 0 ? std::error_code()
+                                : std::error_code(errno, std::system_category());
     }
+    m_handed_to_kernel = true;
     return make_io_error(m_result);
 }
 

@@ -9,6 +9,9 @@ void recv_operation::prepare(io_uring_sqe& sqe) noexcept {
 }
 
 io_result<std::size_t> recv_operation::await_resume() const noexcept {
+    if (m_buffer.empty() && has_context()) {
+        return {std::make_error_code(std::errc::invalid_argument), 0};
+    }
     if (m_result < 0) {
         return {make_io_error(m_result), 0};
     }

@@ -3,7 +3,6 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
-#include "ucoro/detail/transfer.hpp"
 #include "ucoro/io_context.hpp"
 
 namespace ucoro::net {
@@ -19,40 +18,44 @@ io_result<std::size_t> send_operation::await_resume() const noexcept {
     return {{}, static_cast<std::size_t>(m_result)};
 }
 
-void send_all_operation::await_suspend(std::coroutine_handle<> waiter) {
-    m_waiter = waiter;
-    clear_cancel_request();
-    context().submit(*this);
-}
-
 void send_all_operation::prepare(io_uring_sqe& sqe) noexcept {
     const auto rest = m_bytes.subspan(m_sent);
     io_uring_prep_send(&sqe, m_fd, rest.data(), rest.size(), MSG_NOSIGNAL);
 }
 
-void send_all_operation::complete(int result, std::uint32_t) noexcept {
+bool send_all_operation::resubmit_after(int result, std::uint32_t) noexcept {
     if (result < 0) {
         m_error = make_io_error(result);
-    } else if (result == 0) {
+        return false;
+    }
+    if (result == 0) {
         // A stream socket never accepts 0 of a non-empty send; stop rather than spin.
         m_error = std::make_error_code(std::errc::io_error);
-    } else {
-        m_sent += static_cast<std::size_t>(result);
-        if (m_sent < m_bytes.size()) {
-            if (cancel_requested() || context().stop_requested()) {
-                // The cancel raced with a short send and lost: honour it here.
-                m_error = std::make_error_code(std::errc::operation_canceled);
-            } else {
-                try {
-                    context().submit(*this); // a short send: send the rest
-                    return;
-                } catch (const std::system_error& e) {
-                    m_error = e.code();
-                }
-            }
-        }
+        return false;
     }
-    detail::resume(m_waiter);
+    m_sent += static_cast<std::size_t>(result);
+    if (m_sent == m_bytes.size()) {
+        return false;
+    }
+    if (cancel_requested() || context().stop_requested()) {
+        // The cancel raced with a short send and lost: honour it here.
+        m_error = std::make_error_code(std::errc::operation_canceled);
+        return false;
+    }
+    try {
+        context().submit(*this); // a short send: send the rest
+        return true;
+    } catch (const std::system_error& e) {
+        m_error = e.code();
+        return false;
+    }
+}
+
+io_result<std::size_t> send_all_operation::await_resume() const noexcept {
+    if (!has_context()) {
+        return {std::make_error_code(std::errc::bad_file_descriptor), 0};
+    }
+    return {m_error, m_sent};
 }
 
 } // namespace ucoro::net

@@ -1,0 +1,43 @@
+// The awaitable every single-shot operation (accept, connect, recv, send, close...) builds on.
+#pragma once
+
+#include <coroutine>
+#include <cstdint>
+
+#include "ucoro/detail/operation.hpp"
+
+namespace ucoro::detail {
+
+/// An operation that one coroutine awaits: it submits itself on suspension and resumes
+/// the coroutine when its CQE arrives. The result lives here, in the awaiter, which lives
+/// in the suspended coroutine's frame: nothing is allocated per operation.
+///
+/// Subclasses add prepare() and an await_resume() that turns m_result into a value. One
+/// that needs several round trips for one await (send_all after a short send) overrides
+/// resubmit_after() instead of writing its own await_suspend or complete.
+class io_awaitable : public operation {
+public:
+    bool await_ready() const noexcept { return !has_context(); }
+    void await_suspend(std::coroutine_handle<> waiter);
+    void complete(int result, std::uint32_t flags) noexcept final;
+    std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
+
+protected:
+    explicit io_awaitable(io_context& context) noexcept : operation(&context) {}
+    /// `context` may be null (a default-constructed socket): the operation then completes
+    /// without suspending, with EBADF, rather than dereferencing it.
+    explicit io_awaitable(io_context* context) noexcept;
+    ~io_awaitable() = default;
+
+    /// Sees each CQE before the waiter is resumed. Return true if the operation submitted
+    /// itself again (the waiter stays suspended until a later CQE); the default never does.
+    virtual bool resubmit_after(int /*result*/, std::uint32_t /*flags*/) noexcept { return false; }
+
+    int m_result = 0;
+    std::uint32_t m_flags = 0;
+
+private:
+    std::coroutine_handle<> m_waiter;
+};
+
+} // namespace ucoro::detail

@@ -1,0 +1,95 @@
+// The base of requests that answer with a stream of completions (multishot accept, recv).
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ucoro/detail/operation.hpp"
+
+namespace ucoro::detail {
+
+/// One CQE as the loop saw it.
+struct completion {
+    int result;
+    std::uint32_t flags;
+};
+
+/// A FIFO of completions that reuses its storage: after warm-up, pushing and popping
+/// allocate nothing, so a steady stream costs no heap traffic per message.
+class completion_queue {
+public:
+    bool empty() const noexcept { return m_size == 0; }
+    std::size_t size() const noexcept { return m_size; }
+    void push(completion c); // grows (doubling) when full
+    completion pop() noexcept;
+
+private:
+    std::vector<completion> m_slots;
+    std::size_t m_head = 0;
+    std::size_t m_size = 0;
+};
+
+/// A request the kernel answers with several CQEs, all but the last flagged
+/// IORING_CQE_F_MORE. Its consumer (a stream object in a coroutine frame) pops completions
+/// in order; those that arrive while the consumer is busy wait in a queue.
+///
+/// Who owns it: it lives on the heap, because the kernel may hold it longer than its
+/// consumer. While the consumer exists, the consumer owns it. When the consumer goes away
+/// (release()) with the request still armed, the io_context adopts it: the request is
+/// cancelled, every completion that still arrives is dropped (drop() frees what it owns:
+/// an accepted fd, a ring buffer), and the final CQE deletes it. So no memory the kernel
+/// may write to is freed early, and nobody has to call anything to make that so.
+class multishot_operation : public operation {
+public:
+    void complete(int result, std::uint32_t flags) noexcept final;
+    void discard(int result, std::uint32_t flags) noexcept final;
+    std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
+
+    /// Whether the request is in the kernel (submitted, final CQE not seen yet).
+    bool armed() const noexcept { return m_armed; }
+    bool has_completion() const noexcept { return !m_queue.empty(); }
+    completion pop() noexcept { return m_queue.pop(); }
+    /// Submits the request unless it is armed already.
+    void arm();
+    /// Suspends `waiter` until the next completion, arming the request if needed.
+    void wait(std::coroutine_handle<> waiter);
+    /// The consumer lets go: deletes the request now if the kernel does not hold it,
+    /// otherwise hands it to the context as described above.
+    void release() noexcept;
+
+    /// A std::unique_ptr deleter that calls release().
+    struct releaser {
+        void operator()(multishot_operation* op) const noexcept { op->release(); }
+    };
+
+protected:
+    explicit multishot_operation(io_context& context) noexcept : operation(&context) {}
+    virtual ~multishot_operation() = default;
+
+    /// Frees what a completion that nobody will consume owns. The default owns nothing.
+    virtual void drop(completion) noexcept {}
+
+private:
+    completion_queue m_queue;
+    std::coroutine_handle<> m_waiter;
+    bool m_armed = false;
+    bool m_orphaned = false;
+};
+
+/// `co_await next_completion{op}`: the oldest queued completion, waiting for one if needed.
+struct next_completion {
+    multishot_operation& op;
+
+    bool await_ready() const noexcept { return op.has_completion(); }
+    void await_suspend(std::coroutine_handle<> waiter) { op.wait(waiter); }
+    completion await_resume() noexcept { return op.pop(); }
+};
+
+/// Owning pointer to a multishot request; resetting it releases the request.
+template <typename Operation>
+using multishot_ptr = std::unique_ptr<Operation, multishot_operation::releaser>;
+
+} // namespace ucoro::detail

@@ -1,0 +1,24 @@
+// Setting up the io_uring and probing what the kernel offers.
+#pragma once
+
+#include <liburing.h>
+
+namespace ucoro {
+struct io_context_options;
+}
+
+namespace ucoro::detail {
+
+/// Optional kernel features ucoro uses when present and replaces with a plain path when
+/// not. Each is probed once, when the ring is set up; io_context_options can force each off
+/// so that the fallbacks are tested on any kernel.
+struct ring_features {
+    /// IORING_ACCEPT_MULTISHOT (Linux 5.19): one accept request, one CQE per connection.
+    bool multishot_accept = false;
+};
+
+/// Sets up `ring` with the best flags this kernel accepts and checks that every opcode
+/// ucoro needs is there. Returns 0, or -errno (ENOSYS when the kernel is too old).
+int init_ring(io_uring& ring, const io_context_options& options, ring_features& features);
+
+} // namespace ucoro::detail

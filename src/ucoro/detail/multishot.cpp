@@ -1,0 +1,99 @@
+#include "ucoro/detail/multishot.hpp"
+
+#include <liburing.h>
+
+#include <utility>
+
+#include "ucoro/detail/transfer.hpp"
+#include "ucoro/io_context.hpp"
+
+namespace ucoro::detail {
+
+void completion_queue::push(completion c) {
+    if (m_size == m_slots.size()) {
+        std::vector<completion> larger;
+        larger.reserve(m_slots.empty() ? 8 : m_slots.size() * 2);
+        for (std::size_t i = 0; i < m_size; ++i) {
+            larger.push_back(m_slots[(m_head + i) % m_slots.size()]);
+        }
+        larger.resize(larger.capacity());
+        m_slots = std::move(larger);
+        m_head = 0;
+    }
+    m_slots[(m_head + m_size) % m_slots.size()] = c;
+    ++m_size;
+}
+
+completion completion_queue::pop() noexcept {
+    const completion c = m_slots[m_head];
+    m_head = (m_head + 1) % m_slots.size();
+    --m_size;
+    return c;
+}
+
+void multishot_operation::arm() {
+    if (!m_armed) {
+        context().submit(*this);
+        m_armed = true;
+    }
+}
+
+void multishot_operation::wait(std::coroutine_handle<> waiter) {
+    arm();
+    m_waiter = waiter;
+}
+
+void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
+    const bool final = (flags & IORING_CQE_F_MORE) == 0;
+    if (m_orphaned) {
+        drop({result, flags});
+        if (final) {
+            delete this; // the context has already unlinked it: nothing refers to it now
+        }
+        return;
+    }
+    if (final) {
+        m_armed = false;
+    }
+    try {
+        m_queue.push({result, flags});
+    } catch (...) {
+        // Out of memory with a completion in hand: losing it silently would break the
+        // exactly-once promise, so stop here.
+        std::terminate();
+    }
+    // Last: the resumed consumer may release (and so delete) this operation.
+    if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+        detail::resume(waiter);
+    }
+}
+
+void multishot_operation::discard(int result, std::uint32_t flags) noexcept {
+    drop({result, flags});
+    if ((flags & IORING_CQE_F_MORE) == 0) {
+        m_armed = false;
+        if (m_orphaned) {
+            delete this;
+        }
+    }
+}
+
+void multishot_operation::release() noexcept {
+    while (!m_queue.empty()) {
+        drop(m_queue.pop());
+    }
+    if (!m_armed) {
+        delete this;
+        return;
+    }
+    m_orphaned = true;
+    m_waiter = nullptr;
+    try {
+        context().cancel(*this);
+    } catch (...) {
+        // The ring failed: ~io_context cancels and waits for everything still in flight,
+        // this request included, and its final CQE deletes it then.
+    }
+}
+
+} // namespace ucoro::detail

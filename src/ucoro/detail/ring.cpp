@@ -1,0 +1,103 @@
+#include "ucoro/detail/ring.hpp"
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+
+#include "ucoro/io_context.hpp"
+
+namespace ucoro::detail {
+
+namespace {
+
+// The opcodes the library submits, with the kernel that added the last of them (5.11).
+constexpr int required_opcodes[] = {
+    IORING_OP_ACCEPT,       IORING_OP_CONNECT,  IORING_OP_RECV,
+    IORING_OP_SEND,         IORING_OP_CLOSE,    IORING_OP_TIMEOUT,
+    IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD, IORING_OP_SHUTDOWN,
+};
+
+ring_features probe_features(const io_uring_probe& probe, const io_context_options& options) {
+    ring_features features;
+    // The probe lists opcodes, not flags: IORING_OP_SOCKET arrived in the same release
+    // (5.19) as IORING_ACCEPT_MULTISHOT, so it stands for it.
+    features.multishot_accept =
+        options.multishot_accept && io_uring_opcode_supported(&probe, IORING_OP_SOCKET);
+    return features;
+}
+
+} // namespace
+
+int init_ring(io_uring& ring, const io_context_options& options, ring_features& features) {
+    io_uring_params params{};
+    params.cq_entries = options.cq_entries != 0 ? options.cq_entries : options.sq_entries * 16;
+    // CQSIZE: a CQ larger than the SQ. SUBMIT_ALL: one bad SQE does not stop the batch.
+    // COOP_TASKRUN: no interrupting IPIs, we enter the kernel every turn anyway.
+    // SINGLE_ISSUER + DEFER_TASKRUN: completions are processed only when this thread
+    // asks for them, which is what a single-threaded loop does.
+    const unsigned wanted[] = {
+        IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        IORING_SETUP_CQSIZE,
+    };
+    int result = -EINVAL;
+    for (unsigned flags : wanted) {
+        params.flags = flags;
+        result = io_uring_queue_init_params(options.sq_entries, &ring, &params);
+        if (result != -EINVAL) {
+            break; // success, or a failure that other flags will not fix
+        }
+    }
+    if (result < 0) {
+        return result;
+    }
+    if ((params.features & IORING_FEAT_NODROP) == 0) {
+        // Before 5.5 an overflowing CQ silently loses completions: that would break the
+        // exactly-once invariant, so refuse to run.
+        io_uring_queue_exit(&ring);
+        return -ENOSYS;
+    }
+    io_uring_probe* probe = io_uring_get_probe_ring(&ring);
+    if (probe == nullptr) {
+        io_uring_queue_exit(&ring);
+        return -ENOSYS; // IORING_REGISTER_PROBE arrived in 5.6
+    }
+    for (int opcode : required_opcodes) {
+        if (!io_uring_opcode_supported(probe, opcode)) {
+            io_uring_free_probe(probe);
+            io_uring_queue_exit(&ring);
+            return -ENOSYS;
+        }
+    }
+    features = probe_features(*probe, options);
+    io_uring_free_probe(probe);
+    return 0;
+}
+
+} // namespace ucoro::detail
+
+namespace ucoro {
+
+std::string describe_io_uring_error(int error) {
+    switch (error) {
+    case EPERM:
+        return "io_uring is not permitted (EPERM): it is blocked by a seccomp filter (e.g. a "
+               "container's default profile) or by the sysctl kernel.io_uring_disabled; allow "
+               "io_uring_setup or set kernel.io_uring_disabled=0";
+    case ENOMEM:
+        return "io_uring ring could not be allocated (ENOMEM): the locked-memory limit is too "
+               "low on this kernel; raise it with 'ulimit -l' (RLIMIT_MEMLOCK) or use a kernel "
+               ">= 5.12";
+    case ENOSYS:
+        return "io_uring is not available (ENOSYS): the kernel is too old or built without "
+               "io_uring; ucoro needs Linux >= 5.11 with CONFIG_IO_URING";
+    default:
+        return fmt::format("io_uring could not be set up: {} (errno {}); check the kernel log",
+                           std::system_category().message(error), error);
+    }
+}
+
+} // namespace ucoro
