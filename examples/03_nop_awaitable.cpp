@@ -23,7 +23,7 @@ namespace {
 /// co_await nop(context): one IORING_OP_NOP through the ring.
 class nop_operation final : public ucoro::detail::operation {
 public:
-    explicit nop_operation(ucoro::io_context& context) noexcept : operation(context) {}
+    explicit nop_operation(ucoro::io_context& context) noexcept : operation(&context) {}
 
     // 1. co_await asks: is the result already here? Never: there is a request to make.
     bool await_ready() const noexcept { return false; }
@@ -48,6 +48,9 @@ public:
 
     // 5. The value of the whole co_await expression.
     int await_resume() const noexcept { return m_result; }
+
+    // Who waits on this operation, for UCORO_TRACE=1 (chapter 4).
+    std::coroutine_handle<> waiter() const noexcept override { return m_waiter; }
 
 private:
     std::coroutine_handle<> m_waiter;
