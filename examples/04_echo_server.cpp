@@ -10,6 +10,7 @@
 // Try: build/debug/bin/04_echo_server 127.0.0.1 65432
 //      and in another terminal: printf 'hello' | nc -q1 127.0.0.1 65432
 //      or the lesson's client: python3 tests/peers/selectors_echo_client.py 127.0.0.1 65432 3
+//      To watch every SQE and CQE: UCORO_TRACE=1 build/debug/bin/04_echo_server 127.0.0.1 65432
 #include <ucoro/ucoro.hpp>
 
 #include <fmt/core.h>
