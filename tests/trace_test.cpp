@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -81,42 +80,60 @@ std::string read_all(std::FILE* file) {
     return text;
 }
 
+std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> words;
+    std::istringstream in(line);
+    for (std::string word; in >> word;) {
+        words.push_back(word);
+    }
+    return words;
+}
+
 /// Replaces what changes from run to run by names that keep the relations the test is
 /// about: ids become A, B, C... in order of first appearance; the three descriptors become
 /// LISTEN, CLIENT, SERVER, also as the result of the ACCEPT that created SERVER.
 std::vector<std::string> normalise(const std::string& trace, const exchange_fds& fds) {
-    std::map<std::string, std::string> ids;
+    std::map<std::string, std::string> ids{{"-", "-"}};
     std::map<std::string, std::string> opcode_of_op;
     const std::map<std::string, std::string> fd_names = {{std::to_string(fds.listen), "LISTEN"},
                                                          {std::to_string(fds.client), "CLIENT"},
                                                          {std::to_string(fds.server), "SERVER"}};
-    const std::regex id_field(R"(\b(op|co|target)=([0-9a-f]{5})\b)");
     std::vector<std::string> lines;
     std::istringstream in(trace);
     for (std::string line; std::getline(in, line);) {
-        std::string out;
-        auto begin = std::sregex_iterator(line.begin(), line.end(), id_field);
-        std::size_t last = 0;
-        for (auto it = begin; it != std::sregex_iterator(); ++it) {
-            const auto& m = *it;
-            out += line.substr(last, m.position() - last);
-            auto [pos, added] = ids.try_emplace(m[2].str(), std::string(1, 'A' + ids.size()));
-            out += m[1].str() + "=" + pos->second;
-            last = m.position() + m.length();
+        std::vector<std::string> words = split(line);
+        std::string op;
+        for (auto& word : words) {
+            const auto equals = word.find('=');
+            if (equals == std::string::npos) {
+                continue;
+            }
+            const std::string key = word.substr(0, equals);
+            std::string value = word.substr(equals + 1);
+            if (key == "op" || key == "co" || key == "target") {
+                auto [it, added] =
+                    ids.try_emplace(value, std::string(1, static_cast<char>('A' + ids.size() - 1)));
+                value = it->second;
+            } else if (key == "fd" && fd_names.count(value) != 0) {
+                value = fd_names.at(value);
+            }
+            if (key == "op") {
+                op = value;
+            }
+            word = key + "=" + value;
         }
-        out += line.substr(last);
-        std::smatch m;
-        if (std::regex_search(out, m, std::regex(R"(^ucoro-trace sqe (\w+) .* op=(\w+))"))) {
-            opcode_of_op[m[2]] = m[1];
+        if (words.size() > 2 && words[1] == "sqe") {
+            opcode_of_op[op] = words[2];
         }
-        if (std::regex_search(out, m, std::regex(R"(fd=(\d+))")) && fd_names.count(m[1])) {
-            out.replace(m.position(1), m.length(1), fd_names.at(m[1]));
+        if (words.size() > 2 && words[1] == "cqe" && opcode_of_op[op] == "ACCEPT" &&
+            fd_names.count(words[2].substr(4)) != 0) {
+            words[2] = "res=" + fd_names.at(words[2].substr(4));
         }
-        if (std::regex_search(out, m, std::regex(R"(^ucoro-trace cqe res=(\d+) .* op=(\w+))")) &&
-            opcode_of_op[m[2]] == "ACCEPT" && fd_names.count(m[1])) {
-            out.replace(m.position(1), m.length(1), fd_names.at(m[1]));
+        std::string joined;
+        for (const auto& word : words) {
+            joined += (joined.empty() ? "" : " ") + word;
         }
-        lines.push_back(out);
+        lines.push_back(joined);
     }
     return lines;
 }
