@@ -82,6 +82,7 @@ ucoro::task<bool> exchange(ucoro::io_context& context, ucoro::net::address serve
 // ANCHOR: run_connection
 ucoro::task<void> run_connection(ucoro::io_context& context, ucoro::net::address server, int id,
                                  client_state& state) {
+    // Not `if (co_await ...)`: GCC 12.2 miscompiles a co_await in an if condition.
     const bool matched = co_await exchange(context, server, id);
     state.matched += matched ? 1 : 0;
     if (--state.running == 0) {
