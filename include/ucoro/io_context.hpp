@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -38,6 +39,9 @@ struct io_context_options {
     unsigned cq_entries = 0;
     /// Use multishot accept where the kernel has it (5.19); false forces the fallback.
     bool multishot_accept = true;
+    /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
+    /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
+    std::FILE* trace = nullptr;
 };
 
 /// The event loop: one thread, one io_uring, any number of coroutines.
@@ -122,6 +126,9 @@ public:
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
 
+    /// Where the trace goes (trace.hpp), or null when tracing is off.
+    std::FILE* trace_output() const noexcept { return m_trace; }
+
     /// How many operations the kernel still owns.
     std::size_t in_flight() const noexcept { return m_in_flight; }
 
@@ -176,6 +183,7 @@ private:
     detail::spawned_promise* m_spawned_head = nullptr; // detached tasks still alive
     exception_handler m_exception_handler;
     detail::fault_injector* m_faults = nullptr;
+    std::FILE* m_trace = nullptr; // read once: one predictable branch per SQE and CQE
     unsigned m_dropped_seen = 0;  // the CQ overflow counter when last checked
     std::exception_ptr m_failure; // set once the ring has failed for good
     statistics m_stats;

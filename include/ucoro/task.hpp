@@ -154,6 +154,9 @@ public:
     bool valid() const noexcept { return static_cast<bool>(m_handle); }
     /// True once the coroutine has run to its end (returned or thrown).
     bool done() const noexcept { return m_handle && m_handle.done(); }
+    /// The address of the coroutine's frame, which identifies it (the trace prints it);
+    /// null if this task owns none.
+    const void* address() const noexcept { return m_handle.address(); }
 
     class awaiter;
     /// Awaiting a task runs it; only rvalues may be awaited, so a task runs at most once.

@@ -17,3 +17,4 @@
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/trace.hpp"

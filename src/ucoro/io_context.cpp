@@ -8,6 +8,7 @@
 
 #include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/detail/spawn.hpp"
+#include "ucoro/trace.hpp"
 
 namespace ucoro {
 
@@ -22,6 +23,7 @@ io_context::io_context(io_context_options options) {
         throw std::system_error(-result, std::system_category(), describe_io_uring_error(-result));
     }
     m_dropped_seen = *m_ring.cq.koverflow;
+    m_trace = options.trace != nullptr ? options.trace : trace::output_from_environment();
 }
 
 io_context::~io_context() {
@@ -251,10 +253,11 @@ void io_context::dispatch(bool resume) {
     // By index: a resumed coroutine may submit, and submit() may reap (and so append).
     for (std::size_t i = 0; i < m_completions.size(); ++i) {
         const reaped c = m_completions[i];
-        if (c.user_data == 0) {
+        auto* op = reinterpret_cast<detail::operation*>(static_cast<std::uintptr_t>(c.user_data));
+        trace::cqe(m_trace, op, c.result, c.flags);
+        if (op == nullptr) {
             continue; // completion of a cancel request: it owns no memory
         }
-        auto* op = reinterpret_cast<detail::operation*>(static_cast<std::uintptr_t>(c.user_data));
         if ((c.flags & IORING_CQE_F_MORE) == 0) {
             unlink(*op); // its final CQE: the kernel is done with op
         }
@@ -308,6 +311,7 @@ void io_context::submit(detail::operation& op) {
     io_uring_sqe* sqe = acquire_sqe();
     op.prepare(*sqe);
     io_uring_sqe_set_data(sqe, &op);
+    trace::sqe(m_trace, *sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
     op.m_adopted = false;
     link(op);
@@ -322,6 +326,7 @@ void io_context::cancel(detail::operation& op) {
     io_uring_sqe* sqe = acquire_sqe();
     io_uring_prep_cancel(sqe, &op, 0);
     io_uring_sqe_set_data64(sqe, 0);
+    trace::sqe(m_trace, *sqe, nullptr);
     op.m_cancel_requested = true;
 }
 
@@ -329,6 +334,7 @@ void io_context::cancel_fd(int fd) {
     io_uring_sqe* sqe = acquire_sqe();
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);
+    trace::sqe(m_trace, *sqe, nullptr);
 }
 
 void io_context::adopt(detail::operation& op) noexcept {

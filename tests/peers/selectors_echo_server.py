@@ -14,13 +14,16 @@ import types
 sel = selectors.DefaultSelector()
 
 
+# ANCHOR: accept
 def accept(listener):
     conn, addr = listener.accept()
     conn.setblocking(False)
     data = types.SimpleNamespace(addr=addr, outb=b"")
     sel.register(conn, selectors.EVENT_READ | selectors.EVENT_WRITE, data=data)
+# ANCHOR_END: accept
 
 
+# ANCHOR: service
 def service(key, mask):
     conn, data = key.fileobj, key.data
     if mask & selectors.EVENT_READ:
@@ -34,6 +37,7 @@ def service(key, mask):
     if mask & selectors.EVENT_WRITE and data.outb:
         sent = conn.send(data.outb)
         data.outb = data.outb[sent:]  # keep what the kernel did not take
+# ANCHOR_END: service
 
 
 def main():
@@ -49,6 +53,7 @@ def main():
     sel.register(listener, selectors.EVENT_READ, data=None)
     host, port = listener.getsockname()
     print(f"listening on {host}:{port}", flush=True)
+    # ANCHOR: loop
     try:
         while True:
             for key, mask in sel.select(timeout=None):
@@ -58,6 +63,7 @@ def main():
                     service(key, mask)
     finally:
         sel.close()
+    # ANCHOR_END: loop
 
 
 if __name__ == "__main__":
