@@ -109,6 +109,11 @@ public:
     /// final completion. If the SQ is full it is flushed first: no request is dropped.
     void submit(detail::operation& op);
 
+    /// Starts two operations as one link (IOSQE_IO_LINK): `second` runs only after `first`,
+    /// e.g. a recv and its IORING_OP_LINK_TIMEOUT. Both SQEs are taken together, flushing
+    /// the SQ first if it has room for fewer, so a full SQ never splits the link.
+    void submit_linked(detail::operation& first, detail::operation& second);
+
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
 
@@ -141,6 +146,7 @@ private:
 
     void run_loop(const bool* done);
     io_uring_sqe* acquire_sqe();
+    void start(detail::operation& op, io_uring_sqe& sqe) noexcept;
     void submit_pending(unsigned wait_for);
     void reap() noexcept;
     void check_lost_completions() noexcept;
