@@ -17,3 +17,5 @@
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/when_all.hpp"
+#include "ucoro/when_any.hpp"

@@ -3,8 +3,10 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <type_traits>
 
 #include "ucoro/detail/operation.hpp"
+#include "ucoro/task.hpp"
 
 namespace ucoro::detail {
 
@@ -18,7 +20,13 @@ namespace ucoro::detail {
 class io_awaitable : public operation {
 public:
     bool await_ready() const noexcept { return !has_context(); }
-    void await_suspend(std::coroutine_handle<> waiter);
+    void await_suspend(std::coroutine_handle<> waiter) { suspend(waiter, nullptr); }
+    /// Awaited in a task: the task's cancellation scope can reach this operation.
+    template <typename Promise>
+    requires std::is_base_of_v<task_promise_base, Promise>
+    void await_suspend(std::coroutine_handle<Promise> waiter) {
+        suspend(waiter, waiter.promise().m_scope);
+    }
     void complete(int result, std::uint32_t flags) noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
 
@@ -37,7 +45,10 @@ protected:
     std::uint32_t m_flags = 0;
 
 private:
+    void suspend(std::coroutine_handle<> waiter, cancellation_scope* scope);
+
     std::coroutine_handle<> m_waiter;
+    cancellation_scope* m_scope = nullptr;
 };
 
 } // namespace ucoro::detail
