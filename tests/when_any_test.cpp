@@ -18,6 +18,7 @@
 #include "ucoro/net/socket.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/timeout.hpp"
 #include "ucoro/when_all.hpp"
 #include "ucoro/when_any.hpp"
 
@@ -163,6 +164,29 @@ TEST_CASE("a winner that never suspends cancels the losers as they start") {
     auto result = context->block_on(when_any(value_at_once(5), silent_recv(pair.ours, outcome)));
     CHECK(result.index == 0);
     CHECK(std::get<0>(result.value) == 5);
+    CHECK(outcome.finished == 1);
+    CHECK(outcome.error == std::errc::operation_canceled);
+    CHECK(context->in_flight() == 0);
+}
+
+task<int> timed_silent_recv(ucoro::net::socket& sock, loser& outcome) {
+    std::array<std::byte, 16> buffer{};
+    auto [error, n] = co_await ucoro::with_timeout(sock.recv(buffer), 1h);
+    outcome.error = error;
+    ++outcome.finished;
+    co_return static_cast<int>(n);
+}
+
+TEST_CASE("a loser in a timed recv reports operation_canceled, not timed_out") {
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    auto pair = make_stream_pair(*context);
+    loser outcome;
+    auto result = context->block_on(
+        when_any(timed_silent_recv(pair.ours, outcome), value_next_turn(*context, 1)));
+    CHECK(result.index == 1);
     CHECK(outcome.finished == 1);
     CHECK(outcome.error == std::errc::operation_canceled);
     CHECK(context->in_flight() == 0);

@@ -30,6 +30,10 @@ public:
     void complete(int result, std::uint32_t flags) noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
 
+    /// For an awaiter that wraps this operation and puts it in the ring itself (with_timeout
+    /// links it to a timer, then hands it its result through complete()).
+    void set_waiter(std::coroutine_handle<> waiter) noexcept { m_waiter = waiter; }
+
 protected:
     explicit io_awaitable(io_context& context) noexcept : operation(&context) {}
     /// `context` may be null (a default-constructed socket): the operation then completes
