@@ -111,4 +111,30 @@ TEST_CASE("when_all and when_any nest inside each other") {
     CHECK(context->in_flight() == 0);
 }
 
+task<void> hold_and_sleep(io_context& context, ucoro_test::lifetime_counts& counts) {
+    ucoro_test::counted local(counts);
+    (void)co_await ucoro::sleep_for(context, 1h);
+}
+
+task<void> wait_for_both(io_context& context, ucoro_test::lifetime_counts& counts) {
+    co_await when_all(hold_and_sleep(context, counts), hold_and_sleep(context, counts));
+}
+
+TEST_CASE("destroying the context while a when_all waits frees every frame") {
+    ucoro_test::lifetime_counts counts;
+    {
+        auto context = make_context();
+        if (!context) {
+            return;
+        }
+        context->spawn(wait_for_both(*context, counts));
+        // block_on returns after one turn, with the when_all and both sleeps suspended.
+        context->block_on(ucoro_test::next_turn_of(*context));
+        CHECK(counts.alive() == 2);
+        CHECK(context->in_flight() == 2);
+    }
+    CHECK(counts.constructed == 2);
+    CHECK(counts.alive() == 0);
+}
+
 } // namespace
