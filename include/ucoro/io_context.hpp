@@ -3,6 +3,7 @@
 
 #include <liburing.h>
 
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,11 @@ public:
 
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
+
+    /// The clock of sleep_until and of the kernel's absolute timeouts (CLOCK_MONOTONIC):
+    /// it never jumps when the wall clock is set.
+    using clock = std::chrono::steady_clock;
+    static clock::time_point now() noexcept { return clock::now(); }
 
     /// How many operations the kernel still owns.
     std::size_t in_flight() const noexcept { return m_in_flight; }

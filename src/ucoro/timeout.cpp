@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "ucoro/detail/timespec.hpp"
 #include "ucoro/io_context.hpp"
 
 namespace ucoro::detail {
@@ -18,14 +19,7 @@ io_context* context_of(const io_awaitable& target) noexcept {
 } // namespace
 
 timed_await::timed_await(io_awaitable& target, std::chrono::nanoseconds timeout) noexcept
-    : m_target(target) {
-    if (timeout < std::chrono::nanoseconds::zero()) {
-        timeout = std::chrono::nanoseconds::zero();
-    }
-    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-    m_timeout.tv_sec = seconds.count();
-    m_timeout.tv_nsec = (timeout - seconds).count();
-}
+    : m_target(target), m_timeout(to_kernel_timespec(timeout)) {}
 
 void timed_await::suspend(std::coroutine_handle<> waiter, cancellation_scope* scope) {
     m_target.set_waiter(waiter);
