@@ -6,6 +6,8 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -47,18 +49,28 @@ task<int> value_at_once(int value) {
     co_return value;
 }
 
-/// A recv on a peer that never speaks: only a cancel ends it.
-task<int> silent_recv(ucoro::net::socket& sock, loser& outcome) {
+/// A recv on a peer that never speaks (with an hour's timeout, if `timed`): only a cancel
+/// ends it.
+task<int> silent_recv(ucoro::net::socket& sock, loser& outcome, bool timed = false) {
     std::array<std::byte, 256> buffer{}; // in this frame: the kernel writes here while armed
-    auto [error, n] = co_await sock.recv(buffer);
+    auto [error, n] =
+        timed ? co_await ucoro::with_timeout(sock.recv(buffer), 1h) : co_await sock.recv(buffer);
     outcome.error = error;
     ++outcome.finished;
     co_return static_cast<int>(n);
 }
 
-task<void> long_sleep(io_context& context, loser& outcome) {
+task<int> long_sleep(io_context& context, loser& outcome) {
     outcome.error = co_await ucoro::sleep_for(context, 1h);
     ++outcome.finished;
+    co_return -1;
+}
+
+/// A loser must have unwound once, through operation_canceled, and left nothing in the ring.
+void check_cancelled(const loser& outcome, const io_context& context) {
+    CHECK(outcome.finished == 1);
+    CHECK(outcome.error == std::errc::operation_canceled);
+    CHECK(context.in_flight() == 0);
 }
 
 /// After when_any returned, the cancelled recv must be out of the ring: bytes the peer sends
@@ -72,28 +84,33 @@ task<std::size_t> fresh_recv_gets(ucoro::net::socket& sock, int peer, std::size_
     co_return n;
 }
 
-TEST_CASE("when_any returns the first to finish; the losers are cancelled and done first") {
-    auto context = make_context();
+/// Each test's context and a peer that says nothing unless the test writes to it.
+struct silent_peer {
+    std::unique_ptr<ucoro_test::test_context> context = make_context();
+    std::optional<ucoro_test::stream_pair> pair;
+
+    silent_peer() {
+        if (context) {
+            pair.emplace(make_stream_pair(*context));
+        }
+    }
+};
+
+TEST_CASE_METHOD(silent_peer,
+                 "when_any returns the first to finish; the losers are cancelled and done first") {
     if (!context) {
         return;
     }
-    auto pair = make_stream_pair(*context);
     loser recv_loser;
     loser sleep_loser;
-    auto result =
-        context->block_on(when_any(silent_recv(pair.ours, recv_loser), value_next_turn(*context, 7),
-                                   [](io_context& c, loser& l) -> task<int> {
-                                       co_await long_sleep(c, l);
-                                       co_return -1;
-                                   }(*context, sleep_loser)));
+    auto result = context->block_on(when_any(silent_recv(pair->ours, recv_loser),
+                                             value_next_turn(*context, 7),
+                                             long_sleep(*context, sleep_loser)));
     CHECK(result.index == 1);
     CHECK(std::get<1>(result.value) == 7);
-    CHECK(recv_loser.finished == 1);
-    CHECK(recv_loser.error == std::errc::operation_canceled);
-    CHECK(sleep_loser.finished == 1);
-    CHECK(sleep_loser.error == std::errc::operation_canceled);
-    CHECK(context->in_flight() == 0);
-    CHECK(context->block_on(fresh_recv_gets(pair.ours, pair.peer.get(), 100)) == 100);
+    check_cancelled(recv_loser, *context);
+    check_cancelled(sleep_loser, *context);
+    CHECK(context->block_on(fresh_recv_gets(pair->ours, pair->peer.get(), 100)) == 100);
 }
 
 /// Ten tasks deep, each holding a counted local, the last in a recv.
@@ -106,23 +123,21 @@ task<int> deep_recv(ucoro::net::socket& sock, loser& outcome, int depth,
     co_return result;
 }
 
-TEST_CASE("a loser ten awaits deep in a recv is cancelled and unwinds normally") {
-    auto context = make_context();
+TEST_CASE_METHOD(silent_peer,
+                 "a loser ten awaits deep in a recv is cancelled and unwinds normally") {
     if (!context) {
         return;
     }
-    auto pair = make_stream_pair(*context);
     loser outcome;
     ucoro_test::lifetime_counts counts;
     int unwound = 0;
     auto result = context->block_on(
-        when_any(deep_recv(pair.ours, outcome, 9, counts, unwound), value_next_turn(*context, 3)));
+        when_any(deep_recv(pair->ours, outcome, 9, counts, unwound), value_next_turn(*context, 3)));
     CHECK(result.index == 1);
-    CHECK(outcome.error == std::errc::operation_canceled);
+    check_cancelled(outcome, *context);
     CHECK(unwound == 10);
     CHECK(counts.constructed == 10);
     CHECK(counts.alive() == 0);
-    CHECK(context->in_flight() == 0);
 }
 
 task<int> throw_next_turn(io_context& context) {
@@ -139,79 +154,53 @@ task<void> expect_winner_exception(io_context& context, ucoro::net::socket& sock
     }
 }
 
-TEST_CASE("the winner's exception reaches the awaiter, after the losers are done") {
-    auto context = make_context();
+TEST_CASE_METHOD(silent_peer,
+                 "the winner's exception reaches the awaiter, after the losers are done") {
     if (!context) {
         return;
     }
-    auto pair = make_stream_pair(*context);
     loser outcome;
     std::string caught;
-    context->block_on(expect_winner_exception(*context, pair.ours, outcome, caught));
+    context->block_on(expect_winner_exception(*context, pair->ours, outcome, caught));
     CHECK(caught == "winner failed");
-    CHECK(outcome.finished == 1);
-    CHECK(outcome.error == std::errc::operation_canceled);
-    CHECK(context->in_flight() == 0);
+    check_cancelled(outcome, *context);
 }
 
-TEST_CASE("a winner that never suspends cancels the losers as they start") {
-    auto context = make_context();
+TEST_CASE_METHOD(silent_peer, "a winner that never suspends cancels the losers as they start") {
     if (!context) {
         return;
     }
-    auto pair = make_stream_pair(*context);
     loser outcome;
-    auto result = context->block_on(when_any(value_at_once(5), silent_recv(pair.ours, outcome)));
+    auto result = context->block_on(when_any(value_at_once(5), silent_recv(pair->ours, outcome)));
     CHECK(result.index == 0);
     CHECK(std::get<0>(result.value) == 5);
-    CHECK(outcome.finished == 1);
-    CHECK(outcome.error == std::errc::operation_canceled);
-    CHECK(context->in_flight() == 0);
+    check_cancelled(outcome, *context);
 }
 
-task<int> timed_silent_recv(ucoro::net::socket& sock, loser& outcome) {
-    std::array<std::byte, 16> buffer{};
-    auto [error, n] = co_await ucoro::with_timeout(sock.recv(buffer), 1h);
-    outcome.error = error;
-    ++outcome.finished;
-    co_return static_cast<int>(n);
-}
-
-TEST_CASE("a loser in a timed recv reports operation_canceled, not timed_out") {
-    auto context = make_context();
+TEST_CASE_METHOD(silent_peer, "a loser in a timed recv reports operation_canceled, not timed_out") {
     if (!context) {
         return;
     }
-    auto pair = make_stream_pair(*context);
     loser outcome;
     auto result = context->block_on(
-        when_any(timed_silent_recv(pair.ours, outcome), value_next_turn(*context, 1)));
+        when_any(silent_recv(pair->ours, outcome, /*timed=*/true), value_next_turn(*context, 1)));
     CHECK(result.index == 1);
-    CHECK(outcome.finished == 1);
-    CHECK(outcome.error == std::errc::operation_canceled);
-    CHECK(context->in_flight() == 0);
+    check_cancelled(outcome, *context);
 }
 
-TEST_CASE("cancelling a when_all reaches every one of its children") {
-    auto context = make_context();
+TEST_CASE_METHOD(silent_peer, "cancelling a when_all reaches every one of its children") {
     if (!context) {
         return;
     }
-    auto pair = make_stream_pair(*context);
     loser recv_loser;
     loser sleep_loser;
-    auto result =
-        context->block_on(when_any(ucoro::when_all(silent_recv(pair.ours, recv_loser),
-                                                   [](io_context& c, loser& l) -> task<void> {
-                                                       co_await long_sleep(c, l);
-                                                   }(*context, sleep_loser)),
-                                   value_next_turn(*context, 9)));
+    auto result = context->block_on(when_any(
+        ucoro::when_all(silent_recv(pair->ours, recv_loser), long_sleep(*context, sleep_loser)),
+        value_next_turn(*context, 9)));
     CHECK(result.index == 1);
     CHECK(std::get<1>(result.value) == 9);
-    CHECK(recv_loser.error == std::errc::operation_canceled);
-    CHECK(sleep_loser.error == std::errc::operation_canceled);
-    CHECK(recv_loser.finished + sleep_loser.finished == 2);
-    CHECK(context->in_flight() == 0);
+    check_cancelled(recv_loser, *context);
+    check_cancelled(sleep_loser, *context);
 }
 
 } // namespace
