@@ -3,6 +3,7 @@
 
 #include <liburing.h>
 
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -123,11 +124,21 @@ public:
     /// final completion. If the SQ is full it is flushed first: no request is dropped.
     void submit(detail::operation& op);
 
+    /// Starts two operations as one link (IOSQE_IO_LINK): `second` runs only after `first`,
+    /// e.g. a recv and its IORING_OP_LINK_TIMEOUT. Both SQEs are taken together, flushing
+    /// the SQ first if it has room for fewer, so a full SQ never splits the link.
+    void submit_linked(detail::operation& first, detail::operation& second);
+
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
 
     /// Where the trace goes (trace.hpp), or null when tracing is off.
     std::FILE* trace_output() const noexcept { return m_trace; }
+
+    /// The clock of sleep_until and of the kernel's absolute timeouts (CLOCK_MONOTONIC):
+    /// it never jumps when the wall clock is set.
+    using clock = std::chrono::steady_clock;
+    static clock::time_point now() noexcept { return clock::now(); }
 
     /// How many operations the kernel still owns.
     std::size_t in_flight() const noexcept { return m_in_flight; }
@@ -158,6 +169,7 @@ private:
 
     void run_loop(const bool* done);
     io_uring_sqe* acquire_sqe();
+    void start(detail::operation& op, io_uring_sqe& sqe) noexcept;
     void submit_pending(unsigned wait_for);
     void reap() noexcept;
     void check_lost_completions() noexcept;

@@ -17,4 +17,7 @@
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/timeout.hpp"
 #include "ucoro/trace.hpp"
+#include "ucoro/when_all.hpp"
+#include "ucoro/when_any.hpp"

@@ -308,10 +308,23 @@ io_uring_sqe* io_context::acquire_sqe() {
 }
 
 void io_context::submit(detail::operation& op) {
-    io_uring_sqe* sqe = acquire_sqe();
-    op.prepare(*sqe);
-    io_uring_sqe_set_data(sqe, &op);
-    trace::sqe(m_trace, *sqe, &op);
+    start(op, *acquire_sqe());
+}
+
+void io_context::submit_linked(detail::operation& first, detail::operation& second) {
+    // Flushing between the two SQEs would hand the kernel a link with its tail missing.
+    reserve_sqes(2);
+    io_uring_sqe* head = io_uring_get_sqe(&m_ring);
+    io_uring_sqe* tail = io_uring_get_sqe(&m_ring);
+    start(first, *head);
+    head->flags |= IOSQE_IO_LINK;
+    start(second, *tail);
+}
+
+void io_context::start(detail::operation& op, io_uring_sqe& sqe) noexcept {
+    op.prepare(sqe);
+    io_uring_sqe_set_data(&sqe, &op);
+    trace::sqe(m_trace, sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
     op.m_adopted = false;
     link(op);
