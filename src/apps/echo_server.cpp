@@ -96,11 +96,16 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
     }
 }
 
-task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
-                              echo_server_stats& stats) {
+namespace {
+
+task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
+                       echo_server_stats& stats) {
+    // One multishot request accepts connection after connection (one plain accept each on
+    // kernels before 5.19); an error ends it, and the next next() arms a new one.
+    auto connections = listener.accept_multishot();
     bool backing_off = false;
     while (!context.stop_requested()) {
-        auto [error, connection] = co_await listener.accept();
+        auto [error, connection] = co_await connections.next();
         if (!error) {
             backing_off = false;
             ++stats.accepted;
@@ -130,6 +135,21 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
         stats.failed = true;
         context.stop();
         break;
+    }
+}
+
+} // namespace
+
+task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
+                              echo_server_stats& stats) {
+    try {
+        co_await accept_loop(context, listener, quiet, stats);
+    } catch (const std::exception& e) {
+        // Without its accept loop the server would sit there serving nobody and later exit
+        // 0: a failure of the loop itself (the ring broke, out of memory) ends the server.
+        fmt::print(stderr, "ucoro-echo-server: the accept loop failed: {}; stopping\n", e.what());
+        stats.failed = true;
+        context.stop();
     }
 }
 

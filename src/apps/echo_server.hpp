@@ -19,7 +19,9 @@ struct echo_server_stats {
 /// One connection: receive what arrives, send all of it back, until the peer closes.
 task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats);
 
-/// Accepts connections and spawns echo_connection for each, until the context stops.
+/// Accepts connections and spawns echo_connection for each, until the context stops. If
+/// the loop itself fails (an exception: the ring broke, out of memory), it prints one line,
+/// sets stats.failed and stops the context: a server that cannot accept must not linger.
 task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
                               echo_server_stats& stats);
 

@@ -20,17 +20,21 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "echo_server.hpp"
 #include "support/process.hpp"
+#include "support/stderr_capture.hpp"
+#include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
 
 namespace {
@@ -442,4 +446,50 @@ TEST_CASE("server and client raise a soft open-file limit of 1024 to carry 1500 
     INFO("server stderr:\n" << server.stderr_text());
     REQUIRE(server_status.exited);
     CHECK(server_status.code == 0);
+}
+
+namespace {
+
+/// Makes the next io_uring_enter fail with ENOMEM, once.
+class fail_one_enter final : public ucoro::detail::fault_injector {
+public:
+    int before_enter() noexcept override { return std::exchange(m_armed, false) ? -ENOMEM : 0; }
+
+private:
+    bool m_armed = true;
+};
+
+ucoro::task<void> sleep_quietly(ucoro::io_context& context) {
+    (void)co_await ucoro::sleep_for(context, std::chrono::hours(1));
+}
+
+} // namespace
+
+TEST_CASE("a failure that kills the accept loop stops the server with one line and a failure",
+          "[echo_server][in_process]") {
+    // A 2-entry SQ: two sleeps fill it in the first turn, so arming the accept must flush
+    // it, and that io_uring_enter fails. The exception leaves the accept loop.
+    std::optional<ucoro::io_context> context;
+    try {
+        context.emplace(ucoro::io_context_options{2, 16});
+    } catch (const std::system_error& e) {
+        WARN("SKIPPED: io_uring is not available here: " << e.what());
+        return;
+    }
+    ucoro::net::listener listener(*context, ucoro::net::address::ipv4_loopback(0));
+    ucoro::apps::echo_server_stats stats;
+    fail_one_enter faults;
+    ucoro::detail::set_fault_injector(*context, &faults);
+    context->spawn(sleep_quietly(*context));
+    context->spawn(sleep_quietly(*context));
+    context->spawn(ucoro::apps::accept_connections(*context, listener, /*quiet=*/true, stats));
+    ucoro_test::stderr_capture capture;
+    context->run(); // before the fix: the hour-long sleeps kept a server that accepts nothing
+    const std::string captured = capture.finish();
+    INFO("stderr: " << captured);
+    CHECK(stats.failed);
+    CHECK(context->in_flight() == 0);
+    CHECK(split_lines(captured).size() == 1);
+    CHECK_THAT(captured, StartsWith("ucoro-echo-server: the accept loop failed: "));
+    CHECK_THAT(captured, Contains("Cannot allocate memory"));
 }

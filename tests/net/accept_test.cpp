@@ -1,4 +1,5 @@
-// listener, accept and connect over loopback.
+// listener::accept over loopback: the peer address, waiting in the ring, close-on-exec,
+// IPv6, the order of queued connections.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -23,56 +24,6 @@ using ucoro::io_context;
 using ucoro::task;
 using ucoro::net::address;
 using ucoro::net::listener;
-
-namespace {
-
-// What getsockname says, independently of listener's own bookkeeping.
-address kernel_local_address(int fd) {
-    address local;
-    socklen_t length = address::capacity();
-    REQUIRE(::getsockname(fd, local.data(), &length) == 0);
-    return local;
-}
-
-} // namespace
-
-TEST_CASE("a listener bound to port 0 reports the port the kernel chose") {
-    auto context = ucoro_test::make_context();
-    if (!context) {
-        return;
-    }
-    listener server(*context, address::ipv4_loopback(0));
-    const address local = server.local_address();
-    CHECK(local.family() == AF_INET);
-    CHECK(local.host() == "127.0.0.1");
-    CHECK(local.port() != 0);
-    CHECK(local == kernel_local_address(server.native_handle()));
-    CHECK(ucoro_test::get_int_option(server.native_handle(), SOL_SOCKET, SO_ACCEPTCONN) == 1);
-}
-
-TEST_CASE("binding a port that is already listened on throws EADDRINUSE naming the address") {
-    auto context = ucoro_test::make_context();
-    if (!context) {
-        return;
-    }
-    listener first(*context, address::ipv4_loopback(0));
-    const address taken = first.local_address();
-    bool threw = false;
-    try {
-        listener second(*context, taken);
-    } catch (const std::system_error& e) {
-        threw = true;
-        CHECK(e.code() == std::errc::address_in_use);
-        CHECK(e.code().value() == EADDRINUSE);
-        const std::string message = e.what();
-        INFO("what(): " << message);
-        CHECK(message.find(taken.to_string()) != std::string::npos);
-        CHECK(message.find("bind") != std::string::npos);
-    }
-    CHECK(threw);
-    // The failed constructor must not have disturbed the first listener.
-    CHECK(ucoro_test::get_int_option(first.native_handle(), SOL_SOCKET, SO_ACCEPTCONN) == 1);
-}
 
 TEST_CASE("accept returns a socket whose peer_address is the connector's local_address") {
     auto context = ucoro_test::make_context();
@@ -147,31 +98,6 @@ TEST_CASE("accepted and connected sockets are close-on-exec") {
     CHECK((::fcntl(pair.client.native_handle(), F_GETFD) & FD_CLOEXEC) != 0);
     CHECK((::fcntl(pair.server.native_handle(), F_GETFD) & FD_CLOEXEC) != 0);
     CHECK((::fcntl(server.native_handle(), F_GETFD) & FD_CLOEXEC) != 0);
-}
-
-TEST_CASE("connect to a port nobody listens on returns ECONNREFUSED as an error_code") {
-    auto context = ucoro_test::make_context();
-    if (!context) {
-        return;
-    }
-    // A bound socket that never listens: the kernel answers a SYN to it with RST, and the
-    // port stays ours for the whole test, so no other process can start listening on it.
-    ucoro_test::unique_fd bound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(bound.get() >= 0);
-    const address any_port = address::ipv4_loopback(0);
-    REQUIRE(::bind(bound.get(), any_port.data(), any_port.size()) == 0);
-    address target;
-    socklen_t length = address::capacity();
-    REQUIRE(::getsockname(bound.get(), target.data(), &length) == 0);
-    REQUIRE(target.port() != 0);
-
-    auto result = context->block_on([&]() -> task<ucoro::io_result<ucoro::net::socket>> {
-        co_return co_await ucoro::net::connect(*context, target);
-    }());
-    CHECK(result.error == std::errc::connection_refused);
-    CHECK(result.error.category() == std::system_category());
-    CHECK_FALSE(result.value.is_open());
-    CHECK_FALSE(static_cast<bool>(result));
 }
 
 TEST_CASE("an IPv6 loopback listener accepts a connection over ::1") {
