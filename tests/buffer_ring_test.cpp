@@ -31,6 +31,7 @@ TEST_CASE("a new buffer_ring has every buffer in the ring and a group id of its 
     buffer_ring defaults(*context);
     CHECK(defaults.count() == 1024);
     CHECK(defaults.buffer_size() == 4096);
+    CHECK(defaults.state().stream_queue_limit() == 16);
     CHECK(defaults.available() == defaults.count());
     CHECK(defaults.enobufs_rearms() == 0);
 
@@ -50,7 +51,8 @@ TEST_CASE("a new buffer_ring has every buffer in the ring and a group id of its 
     CHECK(again.group() == freed);
 }
 
-TEST_CASE("buffer_ring rejects a count that is not a power of two up to 32768, or empty buffers") {
+TEST_CASE("buffer_ring rejects a count that is not a power of two up to 32768, empty buffers "
+          "or a stream queue limit of 0") {
     auto context = ucoro_test::make_context();
     if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
         return;
@@ -61,6 +63,8 @@ TEST_CASE("buffer_ring rejects a count that is not a power of two up to 32768, o
                         std::invalid_argument);
     }
     CHECK_THROWS_AS(buffer_ring(*context, {.count = 8, .buffer_size = 0}), std::invalid_argument);
+    CHECK_THROWS_AS(buffer_ring(*context, {.count = 8, .buffer_size = 64, .stream_queue_limit = 0}),
+                    std::invalid_argument);
     // The limits themselves are accepted.
     CHECK_NOTHROW(buffer_ring(*context, {.count = 1, .buffer_size = 1}));
     CHECK_NOTHROW(buffer_ring(*context, {.count = 32768, .buffer_size = 16}));

@@ -21,6 +21,12 @@ struct buffer_ring_options {
     /// A receive takes at most this many bytes at once; larger messages arrive in several
     /// buffers, in order. 4 KiB: one page, and more than a typical request.
     std::size_t buffer_size = 4096;
+    /// Buffers one stream may hold waiting for its coroutine before it stops receiving
+    /// (its request is cancelled, and re-armed once the coroutine catches up): a peer that
+    /// sends while never reading our replies then holds this many, plus what the kernel
+    /// delivers before the cancel lands (measured on 6.18: 65 with a limit of 4), instead
+    /// of the whole ring.
+    unsigned stream_queue_limit = 16;
 };
 
 /// N buffers of S bytes registered with the kernel as a provided-buffer ring

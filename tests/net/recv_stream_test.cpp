@@ -176,6 +176,63 @@ TEST_CASE("many connections share one small ring with nothing lost or reordered"
     CHECK(ring.available() == ring.count());
 }
 
+TEST_CASE("a stream whose coroutine stops reading holds a bounded share of the ring") {
+    auto context = ucoro_test::make_context();
+    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+        return;
+    }
+    // 256 buffers of 64 bytes; the idle stream's peer sends 64 KiB, four times the ring.
+    buffer_ring ring(*context, {.count = 256, .buffer_size = 64, .stream_queue_limit = 4});
+    listener server(*context, address::ipv4_loopback(0));
+    auto idle = context->block_on(ucoro_test::connect_pair(*context, server));
+    auto busy = context->block_on(ucoro_test::connect_pair(*context, server));
+    const auto flood = ucoro_test::make_pattern(64 * 1024, 7);
+    const auto payload = ucoro_test::make_pattern(64 * 1024, 8);
+
+    // The idle side takes one buffer, then never asks again while the flood arrives.
+    auto idle_stream = idle.server.recv_multishot(ring);
+    std::error_code flood_error;
+    auto first = context->block_on([&]() -> task<buffer_ring::buffer> {
+        auto [send_error, sent] = co_await idle.client.send_all(flood);
+        flood_error = send_error;
+        auto [error, buffer] = co_await idle_stream.next();
+        REQUIRE_FALSE(error);
+        co_return std::move(buffer);
+    }());
+    REQUIRE_FALSE(flood_error);
+
+    // Another connection still gets through the same ring, byte for byte.
+    std::error_code send_error;
+    stream_result received;
+    context->spawn(send_and_close(busy.client, payload, send_error));
+    context->spawn(receive_into(busy.server, ring, payload.size(), received));
+    context->run();
+    CHECK_FALSE(send_error);
+    CHECK(received.end_of_stream);
+    UCORO_CHECK_SAME_BYTES(received.bytes, payload);
+
+    // The idle stream holds its limit plus what the kernel delivered before the cancel
+    // landed (on 6.18, two multishot bursts of 32: 66 in all), not the whole ring. Without
+    // the limit it would take every buffer and the other connection would wait forever.
+    const unsigned held = ring.count() - ring.available();
+    INFO("buffers held by the idle stream: " << held);
+    CHECK(held >= 1);
+    CHECK(held < ring.count() / 2);
+
+    // What it holds is still the flood's beginning, in order.
+    std::vector<std::byte> idle_bytes(first.bytes().begin(), first.bytes().end());
+    first.reset();
+    context->block_on([&]() -> task<void> {
+        while (idle_bytes.size() < 4 * ring.buffer_size()) {
+            auto [error, buffer] = co_await idle_stream.next();
+            REQUIRE_FALSE(error);
+            REQUIRE_FALSE(buffer.empty());
+            idle_bytes.insert(idle_bytes.end(), buffer.bytes().begin(), buffer.bytes().end());
+        }
+    }());
+    UCORO_CHECK_SAME_BYTES(idle_bytes, std::span(flood).first(idle_bytes.size()));
+}
+
 TEST_CASE("end of stream is an empty buffer without an error, and stays so") {
     auto context = ucoro_test::make_context();
     if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {

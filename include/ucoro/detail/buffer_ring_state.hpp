@@ -49,6 +49,7 @@ public:
     std::uint16_t group() const noexcept { return m_group; }
     unsigned count() const noexcept { return m_count; }
     std::size_t buffer_size() const noexcept { return m_buffer_size; }
+    unsigned stream_queue_limit() const noexcept { return m_stream_queue_limit; }
     /// Buffers in the ring, as far as the completions seen so far tell.
     unsigned available() const noexcept { return m_count - m_lent; }
     std::byte* data(std::uint16_t id) const noexcept { return m_buffers + id * m_buffer_size; }
@@ -78,6 +79,7 @@ private:
     std::size_t m_mapping_size = 0;
     std::size_t m_buffer_size = 0;
     unsigned m_count = 0;
+    unsigned m_stream_queue_limit = 0;
     unsigned m_lent = 0;
     std::uint16_t m_group = 0;
     bool m_registered = false;

@@ -54,6 +54,8 @@ public:
     /// Whether the request is in the kernel (submitted, final CQE not seen yet).
     bool armed() const noexcept { return m_armed; }
     bool has_completion() const noexcept { return !m_queue.empty(); }
+    /// How many completions wait for the consumer.
+    std::size_t queued() const noexcept { return m_queue.size(); }
     completion pop() noexcept { return m_queue.pop(); }
     /// Submits the request unless it is armed already or the subclass holds it back
     /// (may_arm(), e.g. while no receive buffer is free).

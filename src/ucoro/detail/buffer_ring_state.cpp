@@ -37,6 +37,9 @@ buffer_ring_state* buffer_ring_state::create(io_context& context,
         options.buffer_size > std::numeric_limits<std::size_t>::max() / 2 / count) {
         throw std::invalid_argument("buffer_ring: buffer_size must be from 1 byte to 4 GiB");
     }
+    if (options.stream_queue_limit == 0) {
+        throw std::invalid_argument("buffer_ring: stream_queue_limit must be at least 1");
+    }
     if (!context.features().buffer_rings) {
         throw std::system_error(std::make_error_code(std::errc::function_not_supported),
                                 "buffer_ring: provided-buffer rings need Linux 5.19 "
@@ -47,6 +50,7 @@ buffer_ring_state* buffer_ring_state::create(io_context& context,
     state->m_context = &context;
     state->m_count = count;
     state->m_buffer_size = options.buffer_size;
+    state->m_stream_queue_limit = options.stream_queue_limit;
     try {
         // One anonymous mapping: the ring entries (page aligned, as the kernel requires),
         // then the buffers. Pages are touched only when a buffer is first written.

@@ -58,6 +58,15 @@ private:
             return true; // drop() gives its buffer back
         }
         const bool final = (c.flags & IORING_CQE_F_MORE) == 0;
+        if (final && std::exchange(m_paused, false) &&
+            (c.result == -ECANCELED || c.result == -ENOBUFS)) {
+            // The end of our own pause: nothing for the consumer. If it has caught up
+            // already, receive again now; otherwise its next() will.
+            if (!has_completion()) {
+                arm_or_leave_to_next();
+            }
+            return false;
+        }
         if (c.result == -ENOBUFS) {
             if (!final) {
                 return false;
@@ -74,15 +83,31 @@ private:
             }
             return false;
         }
-        if (final && c.result > 0 && !cancel_requested()) {
-            // Multishot ended (or single-shot fallback): keep data flowing. If the ring
-            // fails here, the consumer's next() arms again and reports it.
-            try {
-                arm();
-            } catch (...) {
+        if (c.result > 0) {
+            // This completion will be queued: at the limit, stop receiving until the
+            // consumer catches up, so that one slow reader cannot drain the ring.
+            const bool full = queued() + 1 >= m_ring->stream_queue_limit();
+            if (!final && full && !cancel_requested()) {
+                m_paused = true;
+                try {
+                    context().cancel(*this);
+                } catch (...) {
+                    m_paused = false; // the ring failed: the loop reports it
+                }
+            } else if (final && !full && !cancel_requested()) {
+                // Multishot ended (or single-shot fallback): keep data flowing.
+                arm_or_leave_to_next();
             }
         }
         return true;
+    }
+
+    // If the ring fails here, the consumer's next() arms again and reports it.
+    void arm_or_leave_to_next() noexcept {
+        try {
+            arm();
+        } catch (...) {
+        }
     }
 
     void drop(detail::completion c) noexcept override {
@@ -95,17 +120,14 @@ private:
 
     void rearm_after_enobufs() noexcept {
         ++m_ring->enobufs_rearms;
-        try {
-            arm();
-        } catch (...) {
-            // The ring failed: the loop reports that; a later next() arms again.
-        }
+        arm_or_leave_to_next();
     }
 
     detail::buffer_ring_state* m_ring;
     int m_fd;
     bool m_multishot;
     bool m_waiting_for_buffer = false;
+    bool m_paused = false; // we cancelled the request because the queue is full
 };
 
 recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(ring.state(), fd)) {}
