@@ -24,8 +24,8 @@ using ucoro::net::address;
 using ucoro::net::listener;
 
 TEST_CASE("a new buffer_ring has every buffer in the ring and a group id of its own") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     buffer_ring defaults(*context);
@@ -53,8 +53,8 @@ TEST_CASE("a new buffer_ring has every buffer in the ring and a group id of its 
 
 TEST_CASE("buffer_ring rejects a count that is not a power of two up to 32768, empty buffers "
           "or a stream queue limit of 0") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     for (unsigned count : {0u, 3u, 1000u, 65536u}) {
@@ -90,8 +90,8 @@ TEST_CASE("with buffer rings switched off, buffer_ring says unsupported and thro
 
 TEST_CASE(
     "a received buffer goes back to the ring when its handle is reset, moved over or destroyed") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     buffer_ring ring(*context, {.count = 4, .buffer_size = 8});

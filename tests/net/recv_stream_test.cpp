@@ -92,8 +92,8 @@ task<void> receive_one_then_close(ucoro::net::socket& connection, buffer_ring& r
 }
 
 void stream_one_mebibyte(ucoro::io_context_options options) {
-    auto context = ucoro_test::make_context(options);
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context(options);
+    if (!context) {
         return;
     }
     buffer_ring ring(*context, {.count = 2, .buffer_size = 1024});
@@ -125,9 +125,8 @@ void stream_one_mebibyte(ucoro::io_context_options options) {
 
 TEST_CASE("recv_stream delivers 1 MiB byte for byte through a ring of 2 buffers, re-arming "
           "after ENOBUFS") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context) ||
-        !ucoro_test::multishot_recv_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context || !ucoro_test::multishot_recv_or_skip(*context)) {
         return;
     }
     context.reset();
@@ -141,8 +140,8 @@ TEST_CASE("recv_stream with multishot receive switched off delivers 1 MiB byte f
 }
 
 TEST_CASE("many connections share one small ring with nothing lost or reordered") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     constexpr std::size_t connections = 32;
@@ -177,8 +176,8 @@ TEST_CASE("many connections share one small ring with nothing lost or reordered"
 }
 
 TEST_CASE("a stream whose coroutine stops reading holds a bounded share of the ring") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     // 256 buffers of 64 bytes; the idle stream's peer sends 64 KiB, four times the ring.
@@ -234,8 +233,8 @@ TEST_CASE("a stream whose coroutine stops reading holds a bounded share of the r
 }
 
 TEST_CASE("end of stream is an empty buffer without an error, and stays so") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     buffer_ring ring(*context, {.count = 4, .buffer_size = 64});
@@ -264,8 +263,8 @@ TEST_CASE("end of stream is an empty buffer without an error, and stays so") {
 
 TEST_CASE("a stream dropped with its request in flight gives back every buffer that still "
           "arrives") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     buffer_ring ring(*context, {.count = 8, .buffer_size = 256});
@@ -298,8 +297,8 @@ TEST_CASE("a stream dropped with its request in flight gives back every buffer t
 }
 
 TEST_CASE("every buffer is back in the ring once all connections have closed") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     constexpr std::size_t connections = 16;
@@ -336,8 +335,8 @@ TEST_CASE("every buffer is back in the ring once all connections have closed") {
 }
 
 TEST_CASE("a stream keeps its ring's memory alive when the buffer_ring is destroyed first") {
-    auto context = ucoro_test::make_context();
-    if (!context || !ucoro_test::buffer_rings_or_skip(*context)) {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
         return;
     }
     auto ring = std::make_unique<buffer_ring>(

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
+
+#include "support/context.hpp"
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 
@@ -16,6 +19,15 @@ inline bool buffer_rings_or_skip(const ucoro::io_context& context) {
     }
     WARN("SKIPPED: provided-buffer rings (IORING_REGISTER_PBUF_RING) need Linux 5.19");
     return false;
+}
+
+/// A context that can register buffer rings, or null after saying "SKIPPED: why".
+inline std::unique_ptr<test_context> make_ring_context(ucoro::io_context_options options = {}) {
+    auto context = make_context(options);
+    if (context && !buffer_rings_or_skip(*context)) {
+        context.reset();
+    }
+    return context;
 }
 
 /// Same for multishot receive (IORING_RECV_MULTISHOT, Linux 6.0).
