@@ -31,7 +31,7 @@ TEST_CASE("a new buffer_ring has every buffer in the ring and a group id of its 
     buffer_ring defaults(*context);
     CHECK(defaults.count() == 1024);
     CHECK(defaults.buffer_size() == 4096);
-    CHECK(defaults.state().stream_queue_limit() == 16);
+    CHECK(defaults.stream_queue_limit() == 16);
     CHECK(defaults.available() == defaults.count());
     CHECK(defaults.enobufs_rearms() == 0);
 

@@ -11,6 +11,9 @@
 namespace ucoro {
 
 class io_context;
+namespace net {
+class recv_stream;
+}
 
 /// How many buffers, and how large. The memory (count * buffer_size, plus one ring entry
 /// per buffer) is reserved up front and touched only as buffers are first used.
@@ -56,8 +59,9 @@ public:
     /// Whether `context` can register buffer rings (probed when it was created).
     static bool is_supported(const io_context& context) noexcept;
 
-    /// Throws std::invalid_argument for a count that is not a power of two in [1, 32768] or
-    /// an empty buffer_size, std::system_error when the kernel refuses (see above).
+    /// Throws std::invalid_argument for a count that is not a power of two in [1, 32768], an
+    /// empty buffer_size or a stream_queue_limit of 0; std::system_error when the kernel
+    /// refuses (see above).
     explicit buffer_ring(io_context& context, buffer_ring_options options = {});
     buffer_ring(buffer_ring&& other) noexcept : m_state(std::exchange(other.m_state, nullptr)) {}
     buffer_ring& operator=(buffer_ring&&) = delete;
@@ -70,15 +74,15 @@ public:
     std::uint16_t group() const noexcept { return m_state->group(); }
     unsigned count() const noexcept { return m_state->count(); }
     std::size_t buffer_size() const noexcept { return m_state->buffer_size(); }
+    unsigned stream_queue_limit() const noexcept { return m_state->stream_queue_limit(); }
     /// Buffers in the ring now; count() once every buffer has been given back.
     unsigned available() const noexcept { return m_state->available(); }
     /// How often a stream re-armed its receive after the ring had run empty (ENOBUFS).
     std::uint64_t enobufs_rearms() const noexcept { return m_state->enobufs_rearms; }
 
-    /// For the streams that receive into this ring.
-    detail::buffer_ring_state& state() const noexcept { return *m_state; }
-
 private:
+    friend class net::recv_stream; // shares the state with each request it makes
+
     detail::buffer_ring_state* m_state;
 };
 

@@ -130,7 +130,7 @@ private:
     bool m_paused = false; // we cancelled the request because the queue is full
 };
 
-recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(ring.state(), fd)) {}
+recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(*ring.m_state, fd)) {}
 
 recv_stream::recv_stream(recv_stream&&) noexcept = default;
 recv_stream& recv_stream::operator=(recv_stream&&) noexcept = default;
