@@ -141,7 +141,14 @@ task<int> sleep_then_answer(io_context& context, int& finished) {
 
 } // namespace
 
-TEST_CASE("block_on that throws leaves its task safe to finish in a later run()") {
+task<int> answer_once_other_finished(io_context& context, const int& finished) {
+    while (finished == 0) {
+        co_await ucoro_test::next_turn{context};
+    }
+    co_return 7;
+}
+
+TEST_CASE("block_on that throws leaves its task safe to finish in a later block_on") {
     auto context = make_context();
     if (!context) {
         return;
@@ -154,10 +161,13 @@ TEST_CASE("block_on that throws leaves its task safe to finish in a later run()"
     CHECK_THROWS_AS(context->block_on(sleep_then_answer(*context, finished)), std::system_error);
     ucoro::detail::set_fault_injector(*context, nullptr);
     CHECK(finished == 0);
-    // The task finishes here and stores its result: into block_on's stack frame, long gone,
-    // before the fix (AddressSanitizer reports stack-use-after-return).
-    context->run();
+    // The first task finishes during this second block_on. Before the fix it stored its 42
+    // and its "done" into the first block_on's stack frame, long gone, where this block_on
+    // now keeps its own state: this block_on returned 42 before its task had finished.
+    const int second = context->block_on(answer_once_other_finished(*context, finished));
     CHECK(finished == 1);
+    CHECK(second == 7);
+    context->run();
     CHECK(context->in_flight() == 0);
 }
 

@@ -198,6 +198,23 @@ task<void> accept_forever(listener& server, armed_recv& out) {
 
 } // namespace
 
+/// Closes through `close()` once `waiting`'s operation is in the kernel, then checks that
+/// the close succeeded, the waiting operation was cancelled, and `fd` is gone.
+template <typename Close>
+void check_close_cancels(ucoro_test::test_context& context, const armed_recv& waiting, int fd,
+                         Close close) {
+    const std::error_code close_error = context.block_on([&]() -> task<std::error_code> {
+        co_await ucoro_test::next_turn_of(context); // the waiting operation is armed now
+        co_return co_await close();
+    }());
+    context.run(); // returns only once the waiting operation has completed
+    CHECK_FALSE(close_error);
+    CHECK(waiting.resumed);
+    CHECK(waiting.error == std::errc::operation_canceled);
+    CHECK(ucoro_test::fd_is_closed(fd));
+    CHECK(context.in_flight() == 0);
+}
+
 TEST_CASE("co_await close() cancels a recv still armed on the socket") {
     auto context = ucoro_test::make_context();
     if (!context) {
@@ -205,19 +222,10 @@ TEST_CASE("co_await close() cancels a recv still armed on the socket") {
     }
     listener server(*context, address::ipv4_loopback(0));
     auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
-    const int fd = pair.server.native_handle();
     armed_recv waiting;
     context->spawn(recv_forever(pair.server, waiting)); // the client never sends
-    const std::error_code close_error = context->block_on([&]() -> task<std::error_code> {
-        co_await ucoro_test::next_turn_of(*context); // the recv is in the kernel now
-        co_return co_await pair.server.close();
-    }());
-    context->run(); // returns only once the recv has completed
-    CHECK_FALSE(close_error);
-    CHECK(waiting.resumed);
-    CHECK(waiting.error == std::errc::operation_canceled);
-    CHECK(ucoro_test::fd_is_closed(fd));
-    CHECK(context->in_flight() == 0);
+    check_close_cancels(*context, waiting, pair.server.native_handle(),
+                        [&] { return pair.server.close(); });
 }
 
 TEST_CASE("co_await listener.close() cancels an accept still armed on it") {
@@ -226,17 +234,8 @@ TEST_CASE("co_await listener.close() cancels an accept still armed on it") {
         return;
     }
     listener server(*context, address::ipv4_loopback(0));
-    const int fd = server.native_handle();
     armed_recv waiting;
     context->spawn(accept_forever(server, waiting)); // nobody connects
-    const std::error_code close_error = context->block_on([&]() -> task<std::error_code> {
-        co_await ucoro_test::next_turn_of(*context);
-        co_return co_await server.close();
-    }());
-    context->run();
-    CHECK_FALSE(close_error);
-    CHECK(waiting.resumed);
-    CHECK(waiting.error == std::errc::operation_canceled);
-    CHECK(ucoro_test::fd_is_closed(fd));
+    check_close_cancels(*context, waiting, server.native_handle(), [&] { return server.close(); });
     CHECK(server.native_handle() == -1);
 }
