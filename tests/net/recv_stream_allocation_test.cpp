@@ -41,6 +41,11 @@ void* allocate(std::size_t size, std::size_t alignment) {
     return memory;
 }
 
+// Not inlined: GCC would otherwise see free() meet operator new's pointer and warn.
+[[gnu::noinline]] void deallocate(void* memory) noexcept {
+    std::free(memory);
+}
+
 } // namespace
 
 void* operator new(std::size_t size) {
@@ -55,29 +60,71 @@ void* operator new(std::size_t size, std::align_val_t alignment) {
 void* operator new[](std::size_t size, std::align_val_t alignment) {
     return allocate(size, static_cast<std::size_t>(alignment));
 }
+// Catch2 allocates with nothrow new: it must reach malloc too, as every delete frees.
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return allocate(size, alignof(std::max_align_t));
+    } catch (...) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return allocate(size, alignof(std::max_align_t));
+    } catch (...) {
+        return nullptr;
+    }
+}
+void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+    try {
+        return allocate(size, static_cast<std::size_t>(alignment));
+    } catch (...) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+    try {
+        return allocate(size, static_cast<std::size_t>(alignment));
+    } catch (...) {
+        return nullptr;
+    }
+}
 void operator delete(void* memory) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete[](void* memory) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete(void* memory, std::size_t) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete[](void* memory, std::size_t) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete(void* memory, std::align_val_t) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete[](void* memory, std::align_val_t) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete(void* memory, std::size_t, std::align_val_t) noexcept {
-    std::free(memory);
+    deallocate(memory);
 }
 void operator delete[](void* memory, std::size_t, std::align_val_t) noexcept {
-    std::free(memory);
+    deallocate(memory);
+}
+
+void operator delete(void* memory, const std::nothrow_t&) noexcept {
+    deallocate(memory);
+}
+void operator delete[](void* memory, const std::nothrow_t&) noexcept {
+    deallocate(memory);
+}
+void operator delete(void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
+    deallocate(memory);
+}
+void operator delete[](void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
+    deallocate(memory);
 }
 
 namespace {
