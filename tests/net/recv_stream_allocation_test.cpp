@@ -183,7 +183,7 @@ ucoro::task<void> ping(ucoro::net::socket& connection, std::size_t rounds, std::
     }
     g_counting = false;
     result.allocations = g_allocations;
-    co_await connection.close();
+    (void)co_await connection.close();
 }
 
 } // namespace
