@@ -25,9 +25,11 @@ namespace ucoro::net {
 /// until a buffer comes back, and re-arms (counted in buffer_ring::enobufs_rearms()). So
 /// release buffers before waiting for more, or hold fewer at once than the ring has. A
 /// completion without IORING_CQE_F_MORE re-arms at once while data flows; after end of
-/// stream or an error, the next call to next() re-arms. On a kernel without multishot
-/// receive (before 6.0), or with io_context_options::multishot_recv off, each request is a
-/// single receive into the ring, re-armed the same way: the same behaviour.
+/// stream or an error, the next call to next() re-arms. With buffer_ring_options::
+/// stream_queue_limit buffers waiting, the stream stops receiving until the coroutine has
+/// caught up, so a slow coroutine cannot drain the ring shared with other connections.
+/// On a kernel without multishot receive (before 6.0), or with io_context_options::multishot_recv
+/// off, each request is a single receive into the ring, re-armed the same way: the same behaviour.
 ///
 /// Destroying the stream with its request armed is safe: the context cancels it and gives
 /// back to the ring every buffer that still arrives (detail/multishot.hpp says how). The
