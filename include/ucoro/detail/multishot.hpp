@@ -87,8 +87,6 @@ protected:
     /// Frees what a completion that passed filter() owns when nobody will consume it. The
     /// default owns nothing.
     virtual void drop(completion) noexcept {}
-    /// Whether the consumer has let go (release()) while the request was armed.
-    bool orphaned() const noexcept { return m_orphaned; }
     /// Queues a completion the kernel did not post (e.g. a cancel decided in user space) and
     /// has the waiting consumer, if any, resumed on the next turn of the loop rather than
     /// inside the caller.
