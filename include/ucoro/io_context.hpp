@@ -29,6 +29,7 @@ namespace detail {
 class spawned_promise;
 class fault_injector;
 void set_fault_injector(io_context&, fault_injector*) noexcept;
+io_uring& native_ring(io_context&) noexcept;
 } // namespace detail
 
 /// Sizes of the ring, and switches for the optional kernel features. The completion queue
@@ -40,6 +41,11 @@ struct io_context_options {
     unsigned cq_entries = 0;
     /// Use multishot accept where the kernel has it (5.19); false forces the fallback.
     bool multishot_accept = true;
+    /// Allow provided-buffer rings (buffer_ring.hpp, 5.19); false makes them unavailable.
+    bool buffer_rings = true;
+    /// Use multishot receive where the kernel has it (6.0); false makes each receive into a
+    /// buffer ring a single-shot request, re-armed after every completion.
+    bool multishot_recv = true;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
     std::FILE* trace = nullptr;
@@ -160,6 +166,8 @@ public:
 private:
     friend class detail::spawned_promise;
     friend void detail::set_fault_injector(io_context&, detail::fault_injector*) noexcept;
+    // For what registers resources with the ring (buffer_ring), without a public accessor.
+    friend io_uring& detail::native_ring(io_context&) noexcept;
 
     struct reaped {
         std::uint64_t user_data;

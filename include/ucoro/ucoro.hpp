@@ -1,6 +1,7 @@
 // Everything ucoro offers, in one include.
 #pragma once
 
+#include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/accept.hpp"
@@ -10,6 +11,7 @@
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/recv.hpp"
+#include "ucoro/net/recv_stream.hpp"
 #include "ucoro/net/send.hpp"
 #include "ucoro/net/shutdown.hpp"
 #include "ucoro/net/socket.hpp"
