@@ -1,5 +1,6 @@
 // sleep_for: waits at least its duration, handles zero, negative and multi-second values,
-// and reports operation_canceled when the context stops first.
+// and reports operation_canceled when the context stops first. sleep_until: wakes no earlier
+// than its deadline on io_context's monotonic clock; a deadline in the past is at once.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -108,6 +109,48 @@ TEST_CASE("a sleep cancelled by stop() reports operation_canceled") {
     CHECK(sleep.error == std::errc::operation_canceled);
     CHECK(sleep.elapsed < 1h);
     CHECK(context->in_flight() == 0);
+}
+
+task<void> sleep_until_and_measure(io_context& context, io_context::clock::time_point deadline,
+                                   std::error_code& error, io_context::clock::time_point& woke) {
+    error = co_await ucoro::sleep_until(context, deadline);
+    woke = context.now();
+}
+
+TEST_CASE("sleep_until(t) succeeds no earlier than t on the context's clock") {
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    const std::chrono::nanoseconds ahead =
+        GENERATE(as<std::chrono::nanoseconds>{}, 1ms, 30ms, 1050ms);
+    const auto start = context->now();
+    // The context's clock is the kernel's CLOCK_MONOTONIC, steady_clock's.
+    CHECK(start <= steady::now());
+    const auto deadline = start + ahead;
+    std::error_code error;
+    io_context::clock::time_point woke{};
+    context->block_on(sleep_until_and_measure(*context, deadline, error, woke));
+    INFO("deadline " << ahead.count() << " ns ahead, woke " << (woke - start).count()
+                     << " ns after");
+    CHECK_FALSE(error);
+    CHECK(woke >= deadline);
+    CHECK(context->in_flight() == 0);
+}
+
+TEST_CASE("sleep_until a deadline in the past completes at once, successfully") {
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    const auto deadline = GENERATE(as<io_context::clock::time_point>{},
+                                   io_context::clock::time_point{}, steady::now() - 1h);
+    std::error_code error;
+    io_context::clock::time_point woke{};
+    // An hour-long wait here would run into ctest's limit: "at once" is what passing shows.
+    context->block_on(sleep_until_and_measure(*context, deadline, error, woke));
+    CHECK_FALSE(error);
+    CHECK(woke >= deadline);
 }
 
 } // namespace

@@ -3,9 +3,11 @@
 
 #include <liburing.h>
 
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -27,6 +29,7 @@ namespace detail {
 class spawned_promise;
 class fault_injector;
 void set_fault_injector(io_context&, fault_injector*) noexcept;
+io_uring& native_ring(io_context&) noexcept;
 } // namespace detail
 
 /// Sizes of the ring, and switches for the optional kernel features. The completion queue
@@ -38,6 +41,14 @@ struct io_context_options {
     unsigned cq_entries = 0;
     /// Use multishot accept where the kernel has it (5.19); false forces the fallback.
     bool multishot_accept = true;
+    /// Allow provided-buffer rings (buffer_ring.hpp, 5.19); false makes them unavailable.
+    bool buffer_rings = true;
+    /// Use multishot receive where the kernel has it (6.0); false makes each receive into a
+    /// buffer ring a single-shot request, re-armed after every completion.
+    bool multishot_recv = true;
+    /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
+    /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
+    std::FILE* trace = nullptr;
 };
 
 /// The event loop: one thread, one io_uring, any number of coroutines.
@@ -105,12 +116,35 @@ public:
     /// on a descriptor that is about to close.
     void cancel_fd(int fd);
 
+    /// Takes over an in-flight operation whose owner has gone (a multishot request whose
+    /// stream was destroyed): cancels it now, or on the next turn if the ring cannot take
+    /// the cancel now. The operation frees itself when its final CQE arrives.
+    void adopt(detail::operation& op) noexcept;
+
+    /// Makes sure the next `count` SQEs can be taken without a flush, flushing now if not,
+    /// so that SQEs that belong together (a cancel and its close) are queued together or
+    /// not at all.
+    void reserve_sqes(unsigned count);
+
     /// Starts an operation: takes an SQE, lets `op` fill it and tracks `op` until its
     /// final completion. If the SQ is full it is flushed first: no request is dropped.
     void submit(detail::operation& op);
 
+    /// Starts two operations as one link (IOSQE_IO_LINK): `second` runs only after `first`,
+    /// e.g. a recv and its IORING_OP_LINK_TIMEOUT. Both SQEs are taken together, flushing
+    /// the SQ first if it has room for fewer, so a full SQ never splits the link.
+    void submit_linked(detail::operation& first, detail::operation& second);
+
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
+
+    /// Where the trace goes (trace.hpp), or null when tracing is off.
+    std::FILE* trace_output() const noexcept { return m_trace; }
+
+    /// The clock of sleep_until and of the kernel's absolute timeouts (CLOCK_MONOTONIC):
+    /// it never jumps when the wall clock is set.
+    using clock = std::chrono::steady_clock;
+    static clock::time_point now() noexcept { return clock::now(); }
 
     /// How many operations the kernel still owns.
     std::size_t in_flight() const noexcept { return m_in_flight; }
@@ -132,6 +166,8 @@ public:
 private:
     friend class detail::spawned_promise;
     friend void detail::set_fault_injector(io_context&, detail::fault_injector*) noexcept;
+    // For what registers resources with the ring (buffer_ring), without a public accessor.
+    friend io_uring& detail::native_ring(io_context&) noexcept;
 
     struct reaped {
         std::uint64_t user_data;
@@ -141,11 +177,13 @@ private:
 
     void run_loop(const bool* done);
     io_uring_sqe* acquire_sqe();
+    void start(detail::operation& op, io_uring_sqe& sqe) noexcept;
     void submit_pending(unsigned wait_for);
     void reap() noexcept;
     void check_lost_completions() noexcept;
     void dispatch(bool resume);
     void cancel_all_in_flight();
+    void cancel_adopted();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
     bool drain_on_destruction() noexcept;
@@ -157,6 +195,7 @@ private:
     detail::ring_features m_features;
     bool m_stop_requested = false;
     bool m_running = false;
+    bool m_adoptions_pending = false; // an adopted operation still needs its cancel
     std::size_t m_in_flight = 0;
     detail::operation* m_in_flight_head = nullptr;
     std::deque<std::coroutine_handle<>> m_ready;
@@ -164,6 +203,7 @@ private:
     detail::spawned_promise* m_spawned_head = nullptr; // detached tasks still alive
     exception_handler m_exception_handler;
     detail::fault_injector* m_faults = nullptr;
+    std::FILE* m_trace = nullptr; // read once: one predictable branch per SQE and CQE
     unsigned m_dropped_seen = 0;  // the CQ overflow counter when last checked
     std::exception_ptr m_failure; // set once the ring has failed for good
     statistics m_stats;

@@ -17,6 +17,8 @@ class task;
 
 namespace detail {
 
+class cancellation_scope;
+
 /// What both promise types share: where to go when the task finishes.
 class task_promise_base {
 public:
@@ -45,6 +47,9 @@ public:
     /// of unfinished tasks leaf first, without one native frame per level.
     task_promise_base* m_awaited = nullptr;
     std::coroutine_handle<>* m_awaited_owner = nullptr;
+    /// What cancels this task (cancellation_scope.hpp), passed down to every task it awaits;
+    /// null when nothing can. Operations awaited here register with it.
+    cancellation_scope* m_scope = nullptr;
 
 private:
     std::coroutine_handle<> m_continuation = std::noop_coroutine();
@@ -154,6 +159,9 @@ public:
     bool valid() const noexcept { return static_cast<bool>(m_handle); }
     /// True once the coroutine has run to its end (returned or thrown).
     bool done() const noexcept { return m_handle && m_handle.done(); }
+    /// The address of the coroutine's frame, which identifies it (the trace prints it);
+    /// null if this task owns none.
+    const void* address() const noexcept { return m_handle.address(); }
 
     class awaiter;
     /// Awaiting a task runs it; only rvalues may be awaited, so a task runs at most once.
@@ -186,10 +194,11 @@ public:
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
         m_task->promise().set_continuation(awaiting);
         if constexpr (std::is_base_of_v<detail::task_promise_base, Promise>) {
-            // Record the chain, for destroy_chain().
+            // Record the chain, for destroy_chain(), and hand down what cancels it.
             m_awaiting = &awaiting.promise();
             m_awaiting->m_awaited = &m_task->promise();
             m_awaiting->m_awaited_owner = &m_task->m_handle;
+            m_task->promise().m_scope = m_awaiting->m_scope;
         }
         return detail::transfer_to(m_task->m_handle); // start the task
     }

@@ -1,6 +1,7 @@
 // Everything ucoro offers, in one include.
 #pragma once
 
+#include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/accept.hpp"
@@ -10,6 +11,7 @@
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/recv.hpp"
+#include "ucoro/net/recv_stream.hpp"
 #include "ucoro/net/send.hpp"
 #include "ucoro/net/shutdown.hpp"
 #include "ucoro/net/socket.hpp"
@@ -17,3 +19,7 @@
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/timeout.hpp"
+#include "ucoro/trace.hpp"
+#include "ucoro/when_all.hpp"
+#include "ucoro/when_any.hpp"

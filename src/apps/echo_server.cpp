@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -17,7 +18,7 @@ namespace ucoro::apps {
 
 namespace {
 
-constexpr std::string_view usage = "usage: ucoro-echo-server [-q] HOST PORT";
+constexpr std::string_view usage = "usage: ucoro-echo-server [-q] [-v] [--simple] HOST PORT";
 
 bool is_canceled(const std::error_code& error) {
     return error == std::errc::operation_canceled;
@@ -61,30 +62,50 @@ task<void> watch_signals(io_context& context, signal_set& signals) {
     context.stop(); // cancels accept and every recv/send in flight; they unwind and close
 }
 
-} // namespace
-
-task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats) {
-    const net::address peer = connection.peer_address();
-    if (!quiet) {
-        fmt::print("accepted connection from {}\n", peer);
-    }
+// The teaching path: recv into a buffer in this coroutine's frame, send_all it back.
+task<std::error_code> echo_simple(net::socket& connection) {
     // The lesson reads 1 KiB at a time; a larger buffer means fewer round trips through
     // the ring for large messages. It lives in this coroutine's frame.
     std::array<std::byte, 16 * 1024> buffer;
-    std::error_code failure;
     while (true) {
         auto [recv_error, received] = co_await connection.recv(buffer);
         if (recv_error || received == 0) {
-            failure = recv_error; // received == 0: the peer closed its side
-            break;
+            co_return recv_error; // received == 0: the peer closed its side
         }
         // send() may take less than asked; send_all() resubmits until every byte is out.
         auto [send_error, sent] = co_await connection.send_all(std::span(buffer).first(received));
         if (send_error) {
-            failure = send_error;
-            break;
+            co_return send_error;
         }
     }
+}
+
+// The fast path: one multishot receive into the shared ring; an idle connection holds no
+// buffer. Each buffer goes back to the ring once its echo has been sent.
+task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring) {
+    auto stream = connection.recv_multishot(ring);
+    while (true) {
+        auto [recv_error, buffer] = co_await stream.next();
+        if (recv_error || buffer.empty()) {
+            co_return recv_error; // an empty buffer: the peer closed its side
+        }
+        auto [send_error, sent] = co_await connection.send_all(buffer.bytes());
+        if (send_error) {
+            co_return send_error;
+        }
+    }
+}
+
+} // namespace
+
+task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats,
+                           buffer_ring* ring) {
+    const net::address peer = connection.peer_address();
+    if (!quiet) {
+        fmt::print("accepted connection from {}\n", peer);
+    }
+    const std::error_code failure =
+        ring != nullptr ? co_await echo_ring(connection, *ring) : co_await echo_simple(connection);
     (void)co_await connection.close();
     ++stats.closed;
     if (!quiet) {
@@ -99,7 +120,7 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
 namespace {
 
 task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
-                       echo_server_stats& stats) {
+                       echo_server_stats& stats, buffer_ring* ring) {
     // One multishot request accepts connection after connection (one plain accept each on
     // kernels before 5.19); an error ends it, and the next next() arms a new one.
     auto connections = listener.accept_multishot();
@@ -110,7 +131,7 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
             backing_off = false;
             ++stats.accepted;
             connection.set_no_delay(); // echo replies are small and should leave at once
-            context.spawn(echo_connection(std::move(connection), quiet, stats));
+            context.spawn(echo_connection(std::move(connection), quiet, stats, ring));
             continue;
         }
         if (is_canceled(error)) {
@@ -141,9 +162,9 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
 } // namespace
 
 task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
-                              echo_server_stats& stats) {
+                              echo_server_stats& stats, buffer_ring* ring) {
     try {
-        co_await accept_loop(context, listener, quiet, stats);
+        co_await accept_loop(context, listener, quiet, stats, ring);
     } catch (const std::exception& e) {
         // Without its accept loop the server would sit there serving nobody and later exit
         // 0: a failure of the loop itself (the ring broke, out of memory) ends the server.
@@ -156,6 +177,8 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
 int echo_server_main(int argc, char** argv) {
     const program_info program{"ucoro-echo-server", usage};
     bool quiet = false;
+    bool verbose = false;
+    bool simple = false;
     std::string_view positional[2];
     int count = 0;
     for (int i = 1; i < argc; ++i) {
@@ -164,13 +187,20 @@ int echo_server_main(int argc, char** argv) {
             fmt::print("{}\n"
                        "Echoes back everything each client sends, on any number of concurrent\n"
                        "connections, until the client closes. Ctrl+C or SIGTERM stops it.\n"
-                       "  -q   do not print a line per connection\n"
+                       "  -q        do not print a line per connection\n"
+                       "  -v        say which receive path is used; print loop counters at exit\n"
+                       "  --simple  receive with recv into each connection's own buffer instead\n"
+                       "            of a multishot receive into a shared buffer ring\n"
                        "example: ucoro-echo-server 127.0.0.1 65432\n",
                        usage);
             return 0;
         }
         if (arg == "-q" || arg == "--quiet") {
             quiet = true;
+        } else if (arg == "-v" || arg == "--verbose") {
+            verbose = true;
+        } else if (arg == "--simple") {
+            simple = true;
         } else if (arg.size() > 1 && arg[0] == '-') {
             return usage_error(program, fmt::format("unknown option '{}'", arg));
         } else if (count < 2) {
@@ -206,10 +236,36 @@ int echo_server_main(int argc, char** argv) {
         }
         fmt::print("listening on {}\n", listener->local_address());
 
+        // The fast path needs provided-buffer rings (Linux 5.19); without them the server
+        // runs the simple path, and says so under -v.
+        std::optional<buffer_ring> ring;
+        std::string path = "simple (recv into each connection's buffer, --simple)";
+        if (!simple) {
+            try {
+                ring.emplace(*context);
+                path = fmt::format(
+                    "buffer ring ({} x {} B, {} receive)", ring->count(), ring->buffer_size(),
+                    context->features().multishot_recv ? "multishot" : "single-shot");
+            } catch (const std::system_error& e) {
+                path = fmt::format("simple, because the buffer ring is unavailable: {}", e.what());
+            }
+        }
+        if (verbose) {
+            fmt::print("receive path: {}\n", path);
+        }
+
         echo_server_stats stats;
         context->spawn(watch_signals(*context, signals));
-        context->spawn(accept_connections(*context, *listener, quiet, stats));
+        context->spawn(
+            accept_connections(*context, *listener, quiet, stats, ring ? &*ring : nullptr));
         context->run();
+        if (verbose) {
+            const auto& loop = context->stats();
+            fmt::print("io_uring_enter calls: {}, completions: {}, CQ overflows: {}, ENOBUFS "
+                       "re-arms: {}\n",
+                       loop.submit_calls, loop.completions, loop.cq_overflows,
+                       ring ? ring->enobufs_rearms() : 0);
+        }
         return stats.failed ? exit_failure : 0;
     } catch (const std::system_error& e) {
         fmt::print(stderr, "{}: {}\n", program.name, e.what());

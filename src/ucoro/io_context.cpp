@@ -8,6 +8,7 @@
 
 #include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/detail/spawn.hpp"
+#include "ucoro/trace.hpp"
 
 namespace ucoro {
 
@@ -22,6 +23,7 @@ io_context::io_context(io_context_options options) {
         throw std::system_error(-result, std::system_category(), describe_io_uring_error(-result));
     }
     m_dropped_seen = *m_ring.cq.koverflow;
+    m_trace = options.trace != nullptr ? options.trace : trace::output_from_environment();
 }
 
 io_context::~io_context() {
@@ -73,11 +75,16 @@ bool io_context::settle_synchronously() noexcept {
     if (result < 0 && result != -ENOENT) {
         return false;
     }
+    // Under DEFER_TASKRUN the cancelled requests' CQEs are posted by task work that runs
+    // only when this thread asks for events: fetch them, or they would look lost.
+    (void)io_uring_get_events(&m_ring);
     reap();
     dispatch(/*resume=*/false);
-    // Whatever is still listed had its final CQE lost: the kernel holds nothing now.
+    // Whatever is still listed had its final CQE lost; the kernel holds nothing now.
     while (m_in_flight_head != nullptr) {
-        unlink(*m_in_flight_head);
+        detail::operation& op = *m_in_flight_head;
+        unlink(op);
+        op.abandon();
     }
     return true;
 }
@@ -116,6 +123,8 @@ void io_context::run_loop(const bool* done) {
         }
         if (m_stop_requested) {
             cancel_all_in_flight(); // also catches requests made after stop()
+        } else if (m_adoptions_pending) {
+            cancel_adopted();
         }
         if (m_in_flight == 0 && m_ready.empty()) {
             m_stop_requested = false; // the stop, if any, is complete: nothing is left
@@ -219,6 +228,8 @@ void io_context::check_lost_completions() noexcept {
     if (dropped == m_dropped_seen) [[likely]] {
         return;
     }
+    // This allocates (the message, the exception) in a noexcept path: out of memory here
+    // terminates, which is no worse than the broken guarantee it reports.
     const unsigned lost = dropped - m_dropped_seen;
     m_dropped_seen = dropped;
     m_stats.completions_lost += lost;
@@ -242,10 +253,11 @@ void io_context::dispatch(bool resume) {
     // By index: a resumed coroutine may submit, and submit() may reap (and so append).
     for (std::size_t i = 0; i < m_completions.size(); ++i) {
         const reaped c = m_completions[i];
-        if (c.user_data == 0) {
+        auto* op = reinterpret_cast<detail::operation*>(static_cast<std::uintptr_t>(c.user_data));
+        trace::cqe(m_trace, op, c.result, c.flags);
+        if (op == nullptr) {
             continue; // completion of a cancel request: it owns no memory
         }
-        auto* op = reinterpret_cast<detail::operation*>(static_cast<std::uintptr_t>(c.user_data));
         if ((c.flags & IORING_CQE_F_MORE) == 0) {
             unlink(*op); // its final CQE: the kernel is done with op
         }
@@ -296,10 +308,25 @@ io_uring_sqe* io_context::acquire_sqe() {
 }
 
 void io_context::submit(detail::operation& op) {
-    io_uring_sqe* sqe = acquire_sqe();
-    op.prepare(*sqe);
-    io_uring_sqe_set_data(sqe, &op);
+    start(op, *acquire_sqe());
+}
+
+void io_context::submit_linked(detail::operation& first, detail::operation& second) {
+    // Flushing between the two SQEs would hand the kernel a link with its tail missing.
+    reserve_sqes(2);
+    io_uring_sqe* head = io_uring_get_sqe(&m_ring);
+    io_uring_sqe* tail = io_uring_get_sqe(&m_ring);
+    start(first, *head);
+    head->flags |= IOSQE_IO_LINK;
+    start(second, *tail);
+}
+
+void io_context::start(detail::operation& op, io_uring_sqe& sqe) noexcept {
+    op.prepare(sqe);
+    io_uring_sqe_set_data(&sqe, &op);
+    trace::sqe(m_trace, sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
+    op.m_adopted = false;
     link(op);
 }
 
@@ -312,6 +339,7 @@ void io_context::cancel(detail::operation& op) {
     io_uring_sqe* sqe = acquire_sqe();
     io_uring_prep_cancel(sqe, &op, 0);
     io_uring_sqe_set_data64(sqe, 0);
+    trace::sqe(m_trace, *sqe, nullptr);
     op.m_cancel_requested = true;
 }
 
@@ -319,6 +347,33 @@ void io_context::cancel_fd(int fd) {
     io_uring_sqe* sqe = acquire_sqe();
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);
+    trace::sqe(m_trace, *sqe, nullptr);
+}
+
+void io_context::adopt(detail::operation& op) noexcept {
+    op.m_adopted = true;
+    try {
+        cancel(op);
+    } catch (...) {
+        // The SQ is full and the flush failed: the loop retries at its next turn, so an
+        // adopted request cannot keep run() alive forever.
+        m_adoptions_pending = true;
+    }
+}
+
+void io_context::cancel_adopted() {
+    m_adoptions_pending = false;
+    for (detail::operation* op = m_in_flight_head; op != nullptr; op = op->m_next) {
+        if (op->m_adopted) {
+            cancel(*op);
+        }
+    }
+}
+
+void io_context::reserve_sqes(unsigned count) {
+    while (io_uring_sq_space_left(&m_ring) < count) {
+        submit_pending(0);
+    }
 }
 
 void io_context::cancel_all_in_flight() {

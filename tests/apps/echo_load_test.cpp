@@ -327,7 +327,11 @@ bool ensure_fd_limit(rlim_t wanted) {
     return ::setrlimit(RLIMIT_NOFILE, &limit) == 0;
 }
 
-void run_load(const char* name, const load_plan& plan) {
+// Which receive path the server runs: the default (multishot receive into a buffer ring,
+// where the kernel has it) or --simple (recv into each connection's own buffer).
+enum class server_path { fast, simple };
+
+void run_load(const char* name, const load_plan& plan, server_path path) {
     if (!ensure_fd_limit(2 * connection_count + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low for " << connection_count << " connections");
         return;
@@ -340,7 +344,11 @@ void run_load(const char* name, const load_plan& plan) {
         return;
     }
 
-    ucoro_test::child_process server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    std::vector<std::string> argv{UCORO_ECHO_SERVER, "-q", "-v", "127.0.0.1", "0"};
+    if (path == server_path::simple) {
+        argv.insert(argv.begin() + 1, "--simple");
+    }
+    ucoro_test::child_process server(argv);
     const auto line = server.read_stdout_line();
     const auto port = line ? ucoro_test::parse_listening_port(*line) : std::nullopt;
     if (!port) {
@@ -378,12 +386,16 @@ void run_load(const char* name, const load_plan& plan) {
     REQUIRE(status.exited);
     CHECK(status.code == 0);
     CHECK(server.stderr_text().empty());
+    // -v names the path the server took: the test must exercise the one it claims to.
+    if (path == server_path::simple) {
+        CHECK_THAT(server.stdout_text(), Catch::Contains("receive path: simple"));
+    } else if (context->features().buffer_rings) {
+        CHECK_THAT(server.stdout_text(), Catch::Contains("receive path: buffer ring"));
+    }
 }
 
-} // namespace
-
-TEST_CASE("echo server returns 1 MiB per connection in random chunks on 1000 connections",
-          "[echo_server][load]") {
+// The three loads, each run against both server paths.
+const load_plan& random_chunks() {
     static const load_plan plan{
         .bytes_per_connection = 1024 * 1024,
         .max_chunk = 64 * 1024,
@@ -393,26 +405,57 @@ TEST_CASE("echo server returns 1 MiB per connection in random chunks on 1000 con
         },
         .ping_pong = false,
     };
-    run_load("1 MiB random chunks", plan);
+    return plan;
 }
 
-TEST_CASE("echo server answers small messages one by one on 1000 connections",
-          "[echo_server][load]") {
+const load_plan& small_messages() {
     static const load_plan plan{
         .bytes_per_connection = 4 * 1024,
         .max_chunk = 128,
         .next_chunk = [](prng& sizes) -> std::size_t { return 1 + sizes.below(128); },
         .ping_pong = true,
     };
-    run_load("small messages", plan);
+    return plan;
 }
 
-TEST_CASE("echo server returns 64 KiB messages on 1000 connections", "[echo_server][load]") {
+const load_plan& large_messages() {
     static const load_plan plan{
         .bytes_per_connection = 8 * 64 * 1024,
         .max_chunk = 64 * 1024,
         .next_chunk = [](prng&) -> std::size_t { return 64 * 1024; },
         .ping_pong = false,
     };
-    run_load("64 KiB messages", plan);
+    return plan;
+}
+
+} // namespace
+
+TEST_CASE("echo server returns 1 MiB per connection in random chunks on 1000 connections",
+          "[echo_server][load]") {
+    run_load("1 MiB random chunks", random_chunks(), server_path::fast);
+}
+
+TEST_CASE("echo server --simple returns 1 MiB per connection in random chunks on 1000 "
+          "connections",
+          "[echo_server][load]") {
+    run_load("1 MiB random chunks, --simple", random_chunks(), server_path::simple);
+}
+
+TEST_CASE("echo server answers small messages one by one on 1000 connections",
+          "[echo_server][load]") {
+    run_load("small messages", small_messages(), server_path::fast);
+}
+
+TEST_CASE("echo server --simple answers small messages one by one on 1000 connections",
+          "[echo_server][load]") {
+    run_load("small messages, --simple", small_messages(), server_path::simple);
+}
+
+TEST_CASE("echo server returns 64 KiB messages on 1000 connections", "[echo_server][load]") {
+    run_load("64 KiB messages", large_messages(), server_path::fast);
+}
+
+TEST_CASE("echo server --simple returns 64 KiB messages on 1000 connections",
+          "[echo_server][load]") {
+    run_load("64 KiB messages, --simple", large_messages(), server_path::simple);
 }

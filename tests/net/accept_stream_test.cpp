@@ -1,21 +1,29 @@
 // net::accept_stream (multishot accept): connections in order, the plain-accept fallback,
 // re-arming after the request ends, stop(), and dropping the stream with its request armed.
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "support/counting.hpp"
 #include "support/loopback.hpp"
+#include "support/process.hpp"
 #include "support/unique_fd.hpp"
+#include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/accept_stream.hpp"
 #include "ucoro/net/listener.hpp"
+#include "ucoro/poll.hpp"
 #include "ucoro/task.hpp"
 
 using ucoro::io_context;
@@ -208,4 +216,77 @@ TEST_CASE("a context destroyed with an orphaned accept request frees it") {
     }());
     CHECK(context->in_flight() == 1);
     context.reset(); // drains: the final CQE deletes the request
+}
+
+namespace {
+
+/// Arms `stream` without waiting on it, then waits for `event` and drops the stream: if a
+/// connection's CQE is in the same batch as the poll's, it reaches an orphaned request.
+task<void> drop_stream_on_event(io_context& context, listener& server,
+                                std::optional<ucoro::net::accept_stream>& stream, int event) {
+    stream.emplace(server.accept_multishot());
+    stream->next().await_suspend(std::noop_coroutine());
+    auto [error, revents] = co_await ucoro::poll(context, event, POLLIN);
+    CHECK_FALSE(error);
+    stream.reset();
+}
+
+} // namespace
+
+TEST_CASE("a connection accepted after its stream was dropped is closed, not leaked") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    unique_fd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    REQUIRE(event.get() >= 0);
+    std::optional<ucoro::net::accept_stream> stream;
+    context->spawn(drop_stream_on_event(*context, server, stream, event.get()));
+    context->block_on(ucoro_test::next_turn_of(*context)); // the accept and the poll are armed
+    // Both wake-ups are queued in this order, so their CQEs arrive in one batch, the poll's
+    // first: the stream is dropped before the connection's CQE is dispatched.
+    const std::uint64_t one = 1;
+    REQUIRE(::write(event.get(), &one, sizeof(one)) == sizeof(one));
+    const unique_fd client = connect_plain(server);
+    context->run();
+    CHECK_FALSE(stream.has_value());
+    CHECK(context->in_flight() == 0);
+    REQUIRE(ucoro_test::wait_readable(client.get()));
+    char byte = 0;
+    CHECK(::recv(client.get(), &byte, 1, 0) == 0); // closed by the orphaned request
+}
+
+namespace {
+
+class fail_next_enter final : public ucoro::detail::fault_injector {
+public:
+    int before_enter() noexcept override { return std::exchange(armed, false) ? -ENOMEM : 0; }
+    bool armed = false;
+};
+
+} // namespace
+
+TEST_CASE("a stream dropped when its cancel cannot be queued is still cancelled, run() returns") {
+    auto context = ucoro_test::make_context(ucoro::io_context_options{2, 16});
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    fail_next_enter faults;
+    ucoro::detail::set_fault_injector(*context, &faults);
+    context->block_on([&]() -> task<void> {
+        auto connections = server.accept_multishot();
+        connections.next().await_suspend(std::noop_coroutine());
+        co_await ucoro_test::next_turn{*context}; // armed in the kernel
+        // Fill the 2-entry SQ, and make the flush that the adoption's cancel needs fail.
+        context->cancel_fd(-1);
+        context->cancel_fd(-1);
+        faults.armed = true;
+        // `connections` dies here: its cancel cannot be queued now. Before the fix nobody
+        // retried it, and run() waited forever on the orphaned accept.
+    }());
+    CHECK_FALSE(faults.armed); // the failure was injected
+    context->run();
+    CHECK(context->in_flight() == 0);
 }

@@ -17,6 +17,7 @@ TIMEOUT_SECONDS = 30
 sel = selectors.DefaultSelector()
 
 
+# ANCHOR: start_connections
 def start_connections(host, port, count):
     for connid in range(1, count + 1):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -29,8 +30,10 @@ def start_connections(host, port, count):
             outb=b"".join(MESSAGES),
         )
         sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, data=data)
+# ANCHOR_END: start_connections
 
 
+# ANCHOR: service
 def service(key, mask, results):
     sock, data = key.fileobj, key.data
     if mask & selectors.EVENT_READ:
@@ -44,6 +47,7 @@ def service(key, mask, results):
     if mask & selectors.EVENT_WRITE and data.outb:
         sent = sock.send(data.outb)
         data.outb = data.outb[sent:]
+# ANCHOR_END: service
 
 
 def main():

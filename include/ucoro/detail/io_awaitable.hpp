@@ -3,8 +3,10 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <type_traits>
 
 #include "ucoro/detail/operation.hpp"
+#include "ucoro/task.hpp"
 
 namespace ucoro::detail {
 
@@ -18,9 +20,19 @@ namespace ucoro::detail {
 class io_awaitable : public operation {
 public:
     bool await_ready() const noexcept { return !has_context(); }
-    void await_suspend(std::coroutine_handle<> waiter);
+    void await_suspend(std::coroutine_handle<> waiter) { suspend(waiter, nullptr); }
+    /// Awaited in a task: the task's cancellation scope can reach this operation.
+    template <typename Promise>
+    requires std::is_base_of_v<task_promise_base, Promise>
+    void await_suspend(std::coroutine_handle<Promise> waiter) {
+        suspend(waiter, waiter.promise().m_scope);
+    }
     void complete(int result, std::uint32_t flags) noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
+
+    /// For an awaiter that wraps this operation and puts it in the ring itself (with_timeout
+    /// links it to a timer, then hands it its result through complete()).
+    void set_waiter(std::coroutine_handle<> waiter) noexcept { m_waiter = waiter; }
 
 protected:
     explicit io_awaitable(io_context& context) noexcept : operation(&context) {}
@@ -37,7 +49,10 @@ protected:
     std::uint32_t m_flags = 0;
 
 private:
+    void suspend(std::coroutine_handle<> waiter, cancellation_scope* scope);
+
     std::coroutine_handle<> m_waiter;
+    cancellation_scope* m_scope = nullptr;
 };
 
 } // namespace ucoro::detail

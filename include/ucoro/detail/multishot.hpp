@@ -42,17 +42,24 @@ private:
 /// cancelled, every completion that still arrives is dropped (drop() frees what it owns:
 /// an accepted fd, a ring buffer), and the final CQE deletes it. So no memory the kernel
 /// may write to is freed early, and nobody has to call anything to make that so.
+///
+/// A subclass may look at every completion first (filter) and keep some from the consumer,
+/// e.g. a receive stream swallows ENOBUFS and re-arms once buffers come back.
 class multishot_operation : public operation {
 public:
     void complete(int result, std::uint32_t flags) noexcept final;
     void discard(int result, std::uint32_t flags) noexcept final;
+    void abandon() noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
 
     /// Whether the request is in the kernel (submitted, final CQE not seen yet).
     bool armed() const noexcept { return m_armed; }
     bool has_completion() const noexcept { return !m_queue.empty(); }
+    /// How many completions wait for the consumer.
+    std::size_t queued() const noexcept { return m_queue.size(); }
     completion pop() noexcept { return m_queue.pop(); }
-    /// Submits the request unless it is armed already.
+    /// Submits the request unless it is armed already or the subclass holds it back
+    /// (may_arm(), e.g. while no receive buffer is free).
     void arm();
     /// Suspends `waiter` until the next completion, arming the request if needed.
     void wait(std::coroutine_handle<> waiter);
@@ -69,8 +76,22 @@ protected:
     explicit multishot_operation(io_context& context) noexcept : operation(&context) {}
     virtual ~multishot_operation() = default;
 
-    /// Frees what a completion that nobody will consume owns. The default owns nothing.
+    /// Sees every completion first, in order, whether or not anybody will consume it.
+    /// `live` is false when nobody will (the request is orphaned, or the context is draining
+    /// on destruction): the subclass must not re-arm then. Return false to swallow the
+    /// completion (the subclass then owns whatever it holds); a completion that passes goes
+    /// to the consumer's queue, or to drop() when not live. The request is not armed any
+    /// more when `c` is final, so a live filter may call arm() again. The default passes all.
+    virtual bool filter(completion& /*c*/, bool /*live*/) noexcept { return true; }
+    /// Whether arm() may submit now. A subclass that says no arms again itself later.
+    virtual bool may_arm() const noexcept { return true; }
+    /// Frees what a completion that passed filter() owns when nobody will consume it. The
+    /// default owns nothing.
     virtual void drop(completion) noexcept {}
+    /// Queues a completion the kernel did not post (e.g. a cancel decided in user space) and
+    /// has the waiting consumer, if any, resumed on the next turn of the loop rather than
+    /// inside the caller.
+    void post_completion(completion c) noexcept;
 
 private:
     completion_queue m_queue;

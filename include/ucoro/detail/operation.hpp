@@ -32,6 +32,10 @@ public:
     /// Called instead of complete() when ~io_context drains the ring: nobody will be
     /// resumed, but a result that owns a resource (an accepted fd) must be released.
     virtual void discard(int /*result*/, std::uint32_t /*flags*/) noexcept {}
+    /// Called when the context gives up on an operation whose final CQE was lost, after
+    /// the kernel has let go of every request: nothing will complete it. An operation that
+    /// owns something must assume the worst about it (a close may or may not have run).
+    virtual void abandon() noexcept {}
     /// The coroutine this operation will resume, if one waits on it now (for the trace).
     virtual std::coroutine_handle<> waiter() const noexcept { return {}; }
 
@@ -58,6 +62,9 @@ private:
     operation* m_next = nullptr;
     // True only once a cancel SQE for this submission is really in the ring.
     bool m_cancel_requested = false;
+    // Owned by the context now (io_context::adopt): must be cancelled, even if the ring
+    // could not take the cancel when it was adopted.
+    bool m_adopted = false;
 };
 
 } // namespace ucoro::detail

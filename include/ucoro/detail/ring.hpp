@@ -15,6 +15,10 @@ namespace ucoro::detail {
 struct ring_features {
     /// IORING_ACCEPT_MULTISHOT (Linux 5.19): one accept request, one CQE per connection.
     bool multishot_accept = false;
+    /// IORING_REGISTER_PBUF_RING (Linux 5.19): buffers the kernel picks at receive time.
+    bool buffer_rings = false;
+    /// IORING_RECV_MULTISHOT (Linux 6.0): one receive request, one CQE per arrival.
+    bool multishot_recv = false;
 };
 
 /// Sets up `ring` with the best flags this kernel accepts and checks that every opcode

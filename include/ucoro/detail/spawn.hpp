@@ -37,6 +37,7 @@ public:
 
 private:
     io_context* m_context;
+    const void* m_task_frame; // the spawned task's frame: its id in the trace
     spawned_promise* m_prev = nullptr;
     spawned_promise* m_next = nullptr;
 };

@@ -25,6 +25,10 @@ namespace ucoro::net {
 /// io_context_options::multishot_accept off, each next() submits one plain accept: the
 /// same behaviour, one request per connection.
 ///
+/// The stream keeps the listener's descriptor number: after closing the listener, stop
+/// calling next() (an error you stop on, as the echo server does with operation_canceled),
+/// or a re-arm would aim at whatever descriptor reuses the number.
+///
 /// Destroying the stream with its request armed is safe: the context cancels the request
 /// and closes any connection accepted after that (detail/multishot.hpp says how).
 class accept_stream {

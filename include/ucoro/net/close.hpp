@@ -24,6 +24,7 @@ public:
     void await_suspend(std::coroutine_handle<> waiter);
     void prepare(io_uring_sqe& sqe) noexcept override;
     void discard(int result, std::uint32_t flags) noexcept override;
+    void abandon() noexcept override { m_handed_to_kernel = true; } // may have run: never twice
     [[nodiscard]] std::error_code await_resume() noexcept;
 
 private:

@@ -8,6 +8,7 @@
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/close.hpp"
 #include "ucoro/net/recv.hpp"
+#include "ucoro/net/recv_stream.hpp"
 #include "ucoro/net/send.hpp"
 #include "ucoro/net/shutdown.hpp"
 
@@ -46,6 +47,9 @@ public:
     address local_address() const;
 
     recv_operation recv(std::span<std::byte> buffer) noexcept { return {m_context, m_fd, buffer}; }
+    /// Receives into buffers of `ring` with one multishot request (recv_stream.hpp). The
+    /// ring must belong to this socket's context; the stream must not outlive the socket.
+    net::recv_stream recv_multishot(buffer_ring& ring) { return {ring, m_fd}; }
     send_operation send(std::span<const std::byte> bytes) noexcept {
         return {m_context, m_fd, bytes};
     }

@@ -32,7 +32,7 @@ completion completion_queue::pop() noexcept {
 }
 
 void multishot_operation::arm() {
-    if (!m_armed) {
+    if (!m_armed && may_arm()) {
         context().submit(*this);
         m_armed = true;
     }
@@ -45,8 +45,11 @@ void multishot_operation::wait(std::coroutine_handle<> waiter) {
 
 void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
     const bool final = (flags & IORING_CQE_F_MORE) == 0;
+    completion c{result, flags};
     if (m_orphaned) {
-        drop({result, flags});
+        if (filter(c, /*live=*/false)) {
+            drop(c);
+        }
         if (final) {
             delete this; // the context has already unlinked it: nothing refers to it now
         }
@@ -55,8 +58,11 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
     if (final) {
         m_armed = false;
     }
+    if (!filter(c, /*live=*/true)) {
+        return;
+    }
     try {
-        m_queue.push({result, flags});
+        m_queue.push(c);
     } catch (...) {
         // Out of memory with a completion in hand: losing it silently would break the
         // exactly-once promise, so stop here.
@@ -69,12 +75,26 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
 }
 
 void multishot_operation::discard(int result, std::uint32_t flags) noexcept {
-    drop({result, flags});
+    completion c{result, flags};
+    if (filter(c, /*live=*/false)) {
+        drop(c);
+    }
     if ((flags & IORING_CQE_F_MORE) == 0) {
         m_armed = false;
         if (m_orphaned) {
             delete this;
         }
+    }
+}
+
+void multishot_operation::post_completion(completion c) noexcept {
+    try {
+        m_queue.push(c);
+        if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+            context().post(waiter);
+        }
+    } catch (...) {
+        std::terminate(); // as in complete(): a completion must not be lost silently
     }
 }
 
@@ -88,11 +108,14 @@ void multishot_operation::release() noexcept {
     }
     m_orphaned = true;
     m_waiter = nullptr;
-    try {
-        context().cancel(*this);
-    } catch (...) {
-        // The ring failed: ~io_context cancels and waits for everything still in flight,
-        // this request included, and its final CQE deletes it then.
+    context().adopt(*this); // its final CQE deletes it (see complete and discard)
+}
+
+void multishot_operation::abandon() noexcept {
+    // The final CQE was lost and the kernel has let go: nothing else will free it.
+    m_armed = false;
+    if (m_orphaned) {
+        delete this;
     }
 }
 

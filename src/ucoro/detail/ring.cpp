@@ -25,6 +25,12 @@ ring_features probe_features(const io_uring_probe& probe, const io_context_optio
     // (5.19) as IORING_ACCEPT_MULTISHOT, so it stands for it.
     features.multishot_accept =
         options.multishot_accept && io_uring_opcode_supported(&probe, IORING_OP_SOCKET);
+    // Likewise IORING_REGISTER_PBUF_RING came with 5.19, and IORING_RECV_MULTISHOT with
+    // IORING_OP_SEND_ZC in 6.0. A buffer_ring that still fails to register says so itself.
+    features.buffer_rings =
+        options.buffer_rings && io_uring_opcode_supported(&probe, IORING_OP_SOCKET);
+    features.multishot_recv = features.buffer_rings && options.multishot_recv &&
+                              io_uring_opcode_supported(&probe, IORING_OP_SEND_ZC);
     return features;
 }
 
@@ -101,3 +107,11 @@ std::string describe_io_uring_error(int error) {
 }
 
 } // namespace ucoro
+
+namespace ucoro::detail {
+
+io_uring& native_ring(io_context& context) noexcept {
+    return context.m_ring;
+}
+
+} // namespace ucoro::detail

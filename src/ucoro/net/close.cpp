@@ -19,6 +19,9 @@ close_operation::~close_operation() {
 void close_operation::await_suspend(std::coroutine_handle<> waiter) {
     // In the same batch, before the close: cancel what is armed on the descriptor, or a
     // pending recv would keep the file open (and its coroutine waiting) after the close.
+    // Both SQEs or neither: a cancel left behind by a failed submit would hit whatever
+    // socket reuses the number after the destructor closes it.
+    context().reserve_sqes(2);
     context().cancel_fd(m_fd);
     io_awaitable::await_suspend(waiter);
 }

@@ -1,0 +1,58 @@
+// What cancelling a task reaches: the operation its await chain is suspended in.
+#pragma once
+
+namespace ucoro::detail {
+
+class operation;
+
+/// One per cancellable task chain (each child of when_all / when_any has one). Every task
+/// awaited inside the chain points at it through its promise, and an operation awaited
+/// there registers itself while it is in the ring, so request() finds the one operation the
+/// chain is suspended in however deep it is, and cancels it (io_context::cancel): it
+/// completes with operation_canceled and the chain unwinds normally. Operations awaited
+/// after the request are cancelled as soon as they are submitted. Scopes form a tree:
+/// request() also reaches the scopes of the when_all / when_any children awaited inside.
+///
+/// NOTE: not std::stop_token. A stop callback runs on the thread that requests the stop, and
+/// io_context is single-threaded; its state is shared, reference-counted and atomic, where
+/// a task chain needs one pointer and one flag. Call request() on the context's thread.
+///
+/// Reaches operations built on io_awaitable (every single-shot operation, sleeps, timeouts).
+/// A multishot stream or a wait on something outside the ring is not reached.
+class cancellation_scope {
+public:
+    cancellation_scope() noexcept = default;
+    cancellation_scope(const cancellation_scope&) = delete;
+    cancellation_scope& operator=(const cancellation_scope&) = delete;
+    ~cancellation_scope();
+
+    /// Makes this scope a child of `parent` (may be null): a request to the parent reaches it,
+    /// including one made before.
+    void attach(cancellation_scope* parent) noexcept;
+
+    /// Cancels the operation the chain is suspended in, and every later one; recursively for
+    /// the child scopes. Idempotent.
+    void request() noexcept;
+    bool requested() const noexcept { return m_requested; }
+
+    /// `op` is now in the ring on behalf of this chain (cancelled at once if a request came
+    /// first); leave() when its final completion has arrived.
+    void enter(operation& op) noexcept;
+    void leave(operation& op) noexcept {
+        if (m_current == &op) {
+            m_current = nullptr;
+        }
+    }
+
+private:
+    void detach() noexcept;
+
+    bool m_requested = false;
+    operation* m_current = nullptr;
+    cancellation_scope* m_parent = nullptr;
+    cancellation_scope* m_first_child = nullptr;
+    cancellation_scope* m_next_sibling = nullptr;
+    cancellation_scope* m_prev_sibling = nullptr;
+};
+
+} // namespace ucoro::detail

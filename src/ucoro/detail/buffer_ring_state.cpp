@@ -1,0 +1,170 @@
+#include "ucoro/detail/buffer_ring_state.hpp"
+
+#include <liburing.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <system_error>
+
+#include "ucoro/buffer_ring.hpp"
+#include "ucoro/io_context.hpp"
+
+namespace ucoro::detail {
+
+namespace {
+
+constexpr unsigned max_buffers = 32768; // the kernel's limit for one provided-buffer ring
+
+std::size_t round_up_to_page(std::size_t size) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    return (size + page - 1) / page * page;
+}
+
+} // namespace
+
+buffer_ring_state* buffer_ring_state::create(io_context& context,
+                                             const buffer_ring_options& options) {
+    const unsigned count = options.count;
+    if (count == 0 || count > max_buffers || (count & (count - 1)) != 0) {
+        throw std::invalid_argument("buffer_ring: count must be a power of two from 1 to 32768");
+    }
+    if (options.buffer_size == 0 ||
+        options.buffer_size > std::numeric_limits<std::uint32_t>::max() ||
+        options.buffer_size > std::numeric_limits<std::size_t>::max() / 2 / count) {
+        throw std::invalid_argument("buffer_ring: buffer_size must be from 1 byte to 4 GiB");
+    }
+    if (options.stream_queue_limit == 0) {
+        throw std::invalid_argument("buffer_ring: stream_queue_limit must be at least 1");
+    }
+    if (!context.features().buffer_rings) {
+        throw std::system_error(std::make_error_code(std::errc::function_not_supported),
+                                "buffer_ring: provided-buffer rings need Linux 5.19 "
+                                "(IORING_REGISTER_PBUF_RING) and io_context_options::buffer_rings");
+    }
+
+    auto* state = new buffer_ring_state();
+    state->m_context = &context;
+    state->m_count = count;
+    state->m_buffer_size = options.buffer_size;
+    state->m_stream_queue_limit = options.stream_queue_limit;
+    try {
+        // One anonymous mapping: the ring entries (page aligned, as the kernel requires),
+        // then the buffers. Pages are touched only when a buffer is first written.
+        const std::size_t ring_bytes = round_up_to_page(count * sizeof(io_uring_buf));
+        state->m_mapping_size = ring_bytes + round_up_to_page(count * options.buffer_size);
+        void* memory = ::mmap(nullptr, state->m_mapping_size, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (memory == MAP_FAILED) {
+            state->m_mapping_size = 0;
+            throw std::system_error(errno, std::system_category(), "buffer_ring: mmap");
+        }
+        state->m_ring = static_cast<io_uring_buf_ring*>(memory);
+        state->m_buffers = static_cast<std::byte*>(memory) + ring_bytes;
+
+        // The first group id the kernel does not know yet: whatever else registered groups
+        // on this ring (another buffer_ring, the user's own provided buffers) keeps its own.
+        io_uring_buf_reg registration{};
+        registration.ring_addr = reinterpret_cast<std::uintptr_t>(memory);
+        registration.ring_entries = count;
+        int result = -EEXIST;
+        for (unsigned group = 0; group <= std::numeric_limits<std::uint16_t>::max(); ++group) {
+            registration.bgid = static_cast<std::uint16_t>(group);
+            result = io_uring_register_buf_ring(&native_ring(context), &registration, 0);
+            if (result != -EEXIST) {
+                break;
+            }
+        }
+        if (result < 0) {
+            throw std::system_error(-result, std::system_category(),
+                                    result == -EINVAL ? "buffer_ring: the kernel refused "
+                                                        "IORING_REGISTER_PBUF_RING (Linux 5.19+)"
+                                                      : "buffer_ring: io_uring_register_buf_ring");
+        }
+        state->m_group = registration.bgid;
+        state->m_registered = true;
+
+        io_uring_buf_ring_init(state->m_ring);
+        const int mask = io_uring_buf_ring_mask(count);
+        for (unsigned id = 0; id < count; ++id) {
+            io_uring_buf_ring_add(state->m_ring, state->data(static_cast<std::uint16_t>(id)),
+                                  static_cast<unsigned>(options.buffer_size),
+                                  static_cast<unsigned short>(id), mask, static_cast<int>(id));
+        }
+        io_uring_buf_ring_advance(state->m_ring, static_cast<int>(count));
+    } catch (...) {
+        delete state;
+        throw;
+    }
+    return state;
+}
+
+buffer_ring_state::~buffer_ring_state() {
+    if (m_registered) {
+        // Nothing refers to the ring any more: no stream can be armed on it, and no buffer
+        // is lent out.
+        io_uring_unregister_buf_ring(&native_ring(*m_context), m_group);
+    }
+    if (m_mapping_size != 0) {
+        ::munmap(m_ring, m_mapping_size);
+    }
+}
+
+void buffer_ring_state::remove_ref() noexcept {
+    if (--m_references == 0) {
+        delete this;
+    }
+}
+
+void buffer_ring_state::give_back(std::uint16_t id) noexcept {
+    io_uring_buf_ring_add(m_ring, data(id), static_cast<unsigned>(m_buffer_size), id,
+                          io_uring_buf_ring_mask(m_count), 0);
+    io_uring_buf_ring_advance(m_ring, 1);
+    --m_lent;
+    // One waiter per buffer: it had data waiting (its receive polls first, so ENOBUFS
+    // means data was there), so it will take this buffer, or another stream will.
+    wake_first(!m_closed);
+}
+
+void buffer_ring_state::park(buffer_waiter& waiter) noexcept {
+    waiter.m_parked = true;
+    waiter.m_next = nullptr;
+    waiter.m_prev = m_parked_tail;
+    if (m_parked_tail != nullptr) {
+        m_parked_tail->m_next = &waiter;
+    } else {
+        m_parked_head = &waiter;
+    }
+    m_parked_tail = &waiter;
+}
+
+void buffer_ring_state::unpark(buffer_waiter& waiter) noexcept {
+    if (!waiter.m_parked) {
+        return;
+    }
+    (waiter.m_prev != nullptr ? waiter.m_prev->m_next : m_parked_head) = waiter.m_next;
+    (waiter.m_next != nullptr ? waiter.m_next->m_prev : m_parked_tail) = waiter.m_prev;
+    waiter.m_prev = waiter.m_next = nullptr;
+    waiter.m_parked = false;
+}
+
+void buffer_ring_state::wake_first(bool ring_usable) noexcept {
+    if (buffer_waiter* waiter = m_parked_head) {
+        unpark(*waiter);
+        waiter->buffers_available(ring_usable); // may park it again, at the back
+    }
+}
+
+void buffer_ring_state::close() noexcept {
+    m_closed = true;
+    // Each waiter hears it once; none parks again on a closed ring.
+    while (m_parked_head != nullptr) {
+        wake_first(false);
+    }
+    remove_ref();
+}
+
+} // namespace ucoro::detail

@@ -1,0 +1,161 @@
+#include "ucoro/net/recv_stream.hpp"
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <utility>
+
+#include "ucoro/io_context.hpp"
+
+namespace ucoro::net {
+
+class recv_stream::request final : public detail::multishot_operation,
+                                   public detail::buffer_waiter {
+public:
+    request(detail::buffer_ring_state& ring, int fd) noexcept
+        : multishot_operation(ring.context()), m_ring(&ring), m_fd(fd),
+          m_multishot(ring.context().features().multishot_recv) {
+        ring.add_ref();
+    }
+
+    ~request() override {
+        m_ring->unpark(*this);
+        m_ring->remove_ref();
+    }
+
+    void prepare(io_uring_sqe& sqe) noexcept override {
+        // Length 0: each receive takes up to one whole buffer. POLL_FIRST: the kernel
+        // picks a buffer only once data is there, so ENOBUFS always means data is waiting
+        // (and an idle connection holds no buffer).
+        io_uring_prep_recv(&sqe, m_fd, nullptr, 0, 0);
+        sqe.flags |= IOSQE_BUFFER_SELECT;
+        sqe.buf_group = m_ring->group();
+        sqe.ioprio |= IORING_RECVSEND_POLL_FIRST;
+        if (m_multishot) {
+            sqe.ioprio |= IORING_RECV_MULTISHOT;
+        }
+    }
+
+    detail::buffer_ring_state& ring() const noexcept { return *m_ring; }
+
+    void buffers_available(bool ring_usable) noexcept override {
+        m_waiting_for_buffer = false;
+        if (ring_usable && !context().stop_requested()) {
+            rearm_after_enobufs();
+        } else {
+            // Nobody will refill the ring for us: end the wait the way a cancel would.
+            post_completion({-ECANCELED, 0});
+        }
+    }
+
+private:
+    bool filter(detail::completion& c, bool live) noexcept override {
+        if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
+            m_ring->lend(); // every buffer a CQE carries, whoever ends up with it
+        }
+        if (!live) {
+            return true; // drop() gives its buffer back
+        }
+        const bool final = (c.flags & IORING_CQE_F_MORE) == 0;
+        if (final && std::exchange(m_paused, false) &&
+            (c.result == -ECANCELED || c.result == -ENOBUFS)) {
+            // The end of our own pause: nothing for the consumer. If it has caught up
+            // already, receive again now; otherwise its next() will.
+            if (!has_completion()) {
+                arm_or_leave_to_next();
+            }
+            return false;
+        }
+        if (c.result == -ENOBUFS) {
+            if (!final) {
+                return false;
+            }
+            if (cancel_requested() || m_ring->closed() || context().stop_requested()) {
+                c.result = -ECANCELED; // the stream is being ended: say so, do not wait
+                return true;
+            }
+            if (m_ring->available() > 0) {
+                rearm_after_enobufs(); // buffers came back before we saw the ENOBUFS
+            } else {
+                m_waiting_for_buffer = true;
+                m_ring->park(*this);
+            }
+            return false;
+        }
+        if (c.result > 0) {
+            // This completion will be queued: at the limit, stop receiving until the
+            // consumer catches up, so that one slow reader cannot drain the ring.
+            const bool full = queued() + 1 >= m_ring->stream_queue_limit();
+            if (!final && full && !cancel_requested()) {
+                m_paused = true;
+                try {
+                    context().cancel(*this);
+                } catch (...) {
+                    m_paused = false; // the ring failed: the loop reports it
+                }
+            } else if (final && !full && !cancel_requested()) {
+                // Multishot ended (or single-shot fallback): keep data flowing.
+                arm_or_leave_to_next();
+            }
+        }
+        return true;
+    }
+
+    // If the ring fails here, the consumer's next() arms again and reports it.
+    void arm_or_leave_to_next() noexcept {
+        try {
+            arm();
+        } catch (...) {
+        }
+    }
+
+    void drop(detail::completion c) noexcept override {
+        if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
+            m_ring->give_back(static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT));
+        }
+    }
+
+    bool may_arm() const noexcept override { return !m_waiting_for_buffer; }
+
+    void rearm_after_enobufs() noexcept {
+        ++m_ring->enobufs_rearms;
+        arm_or_leave_to_next();
+    }
+
+    detail::buffer_ring_state* m_ring;
+    int m_fd;
+    bool m_multishot;
+    bool m_waiting_for_buffer = false;
+    bool m_paused = false; // we cancelled the request because the queue is full
+};
+
+recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(*ring.m_state, fd)) {}
+
+recv_stream::recv_stream(recv_stream&&) noexcept = default;
+recv_stream& recv_stream::operator=(recv_stream&&) noexcept = default;
+recv_stream::~recv_stream() = default;
+
+recv_stream::next_awaiter recv_stream::next() noexcept {
+    return {m_request->ring(), *m_request};
+}
+
+io_result<buffer_ring::buffer> recv_stream::next_awaiter::await_resume() noexcept {
+    const detail::completion c = m_next.await_resume();
+    buffer_ring::buffer received;
+    if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
+        // Taken even when empty or failed, so that its destructor gives it back.
+        received = buffer_ring::buffer(
+            *m_ring, static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT),
+            c.result > 0 ? static_cast<std::size_t>(c.result) : 0);
+    }
+    if (c.result < 0) {
+        return {make_io_error(c.result), {}};
+    }
+    if (c.result == 0) {
+        return {{}, {}}; // end of stream
+    }
+    return {{}, std::move(received)};
+}
+
+} // namespace ucoro::net
