@@ -1,6 +1,8 @@
 #include "echo_server.hpp"
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -13,12 +15,18 @@
 #include "command_line.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
+#include "ucoro/when_any.hpp"
 
 namespace ucoro::apps {
 
 namespace {
 
-constexpr std::string_view usage = "usage: ucoro-echo-server [-q] [-v] [--simple] HOST PORT";
+constexpr std::string_view usage =
+    "usage: ucoro-echo-server [-q] [-v] [--simple] [--idle-timeout SECONDS] "
+    "[--send-timeout SECONDS] [--max-connections N] [--drain-timeout SECONDS] HOST PORT";
+
+// The drain's default: long enough for echoes in flight, short enough for a service manager.
+constexpr std::chrono::milliseconds default_drain_timeout{5000};
 
 bool is_canceled(const std::error_code& error) {
     return error == std::errc::operation_canceled;
@@ -53,17 +61,63 @@ std::string_view hint_for_listen_error(const std::error_code& error) {
     return "check the address and port";
 }
 
-task<void> watch_signals(io_context& context, signal_set& signals) {
+const char* signal_name(int signal_number) {
+    return signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+task<std::error_code> sleep_task(io_context& context, std::chrono::milliseconds duration) {
+    co_return co_await sleep_for(context, duration);
+}
+
+// The first signal drains: accept no more, half-close every connection's receive side so
+// each echoes what it already received, sees end of stream and closes. The last one to
+// close stops the loop (server_controls::connection_closed). What is still open after the
+// drain timeout, or at a second signal, is cancelled by stop().
+task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd,
+                         server_controls& controls, std::chrono::milliseconds drain_timeout) {
     auto [error, signal_number] = co_await signals.wait();
-    if (!error) {
-        fmt::print("caught {}, closing connections\n",
-                   signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    if (error) {
+        context.stop();
+        co_return;
     }
-    context.stop(); // cancels accept and every recv/send in flight; they unwind and close
+    const std::size_t live = controls.deadlines->size();
+    fmt::print("caught {}, draining {} connection{} (up to {} ms; again to stop at once)\n",
+               signal_name(signal_number), live, live == 1 ? "" : "s", drain_timeout.count());
+    controls.draining = true;
+    context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
+    controls.wake_accept_loop();
+    controls.deadlines->shut_down_receives();
+    if (live == 0) {
+        context.stop();
+        co_return;
+    }
+    auto outcome = co_await when_any(sleep_task(context, drain_timeout), signals.wait());
+    if (context.stop_requested()) {
+        co_return; // every connection closed in time
+    }
+    if (outcome.index == 1) {
+        fmt::print("caught a second signal, closing connections now\n");
+    } else {
+        fmt::print("drain timeout: closing the {} remaining connections\n",
+                   controls.deadlines->size());
+    }
+    context.stop(); // cancels every recv/send in flight; they unwind and close
+}
+
+// The deadlines' bookkeeping around each echo (connection_deadlines.hpp): one store each.
+void note_sending(connection_deadlines::entry* deadline) noexcept {
+    if (deadline != nullptr) {
+        deadline->sending();
+    }
+}
+void note_sent(connection_deadlines::entry* deadline) noexcept {
+    if (deadline != nullptr) {
+        deadline->sent();
+    }
 }
 
 // The teaching path: recv into a buffer in this coroutine's frame, send_all it back.
-task<std::error_code> echo_simple(net::socket& connection) {
+task<std::error_code> echo_simple(net::socket& connection, connection_deadlines::entry* deadline) {
     // The lesson reads 1 KiB at a time; a larger buffer means fewer round trips through
     // the ring for large messages. It lives in this coroutine's frame.
     std::array<std::byte, 16 * 1024> buffer;
@@ -73,7 +127,9 @@ task<std::error_code> echo_simple(net::socket& connection) {
             co_return recv_error; // received == 0: the peer closed its side
         }
         // send() may take less than asked; send_all() resubmits until every byte is out.
+        note_sending(deadline);
         auto [send_error, sent] = co_await connection.send_all(std::span(buffer).first(received));
+        note_sent(deadline);
         if (send_error) {
             co_return send_error;
         }
@@ -82,14 +138,17 @@ task<std::error_code> echo_simple(net::socket& connection) {
 
 // The fast path: one multishot receive into the shared ring; an idle connection holds no
 // buffer. Each buffer goes back to the ring once its echo has been sent.
-task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring) {
+task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring,
+                                connection_deadlines::entry* deadline) {
     auto stream = connection.recv_multishot(ring);
     while (true) {
         auto [recv_error, buffer] = co_await stream.next();
         if (recv_error || buffer.empty()) {
             co_return recv_error; // an empty buffer: the peer closed its side
         }
+        note_sending(deadline);
         auto [send_error, sent] = co_await connection.send_all(buffer.bytes());
+        note_sent(deadline);
         if (send_error) {
             co_return send_error;
         }
@@ -98,16 +157,48 @@ task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring) {
 
 } // namespace
 
+void server_controls::wake_accept_loop() noexcept {
+    if (accept_pause != nullptr) {
+        try {
+            context->cancel(*accept_pause);
+        } catch (...) {
+            // No SQE for the cancel: the pause ends by itself, a little later.
+        }
+    }
+}
+
+void server_controls::connection_closed() noexcept {
+    if (draining && deadlines->size() == 0) {
+        context->stop(); // the drain is complete
+        return;
+    }
+    wake_accept_loop();
+}
+
 task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats,
-                           buffer_ring* ring) {
+                           buffer_ring* ring, server_controls* controls) {
     const net::address peer = connection.peer_address();
     if (!quiet) {
         fmt::print("accepted connection from {}\n", peer);
     }
-    const std::error_code failure =
-        ring != nullptr ? co_await echo_ring(connection, *ring) : co_await echo_simple(connection);
-    (void)co_await connection.close();
+    std::error_code failure;
+    {
+        std::optional<connection_deadlines::entry> deadline;
+        if (controls != nullptr) {
+            deadline.emplace(*controls->deadlines, connection.native_handle());
+        }
+        connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
+        failure = ring != nullptr ? co_await echo_ring(connection, *ring, timed)
+                                  : co_await echo_simple(connection, timed);
+        if (timed != nullptr) {
+            timed->closing();
+        }
+        (void)co_await connection.close();
+    }
     ++stats.closed;
+    if (controls != nullptr) {
+        controls->connection_closed();
+    }
     if (!quiet) {
         if (failure && !is_canceled(failure)) {
             fmt::print("closing connection to {} ({})\n", peer, failure.message());
@@ -119,36 +210,76 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
 
 namespace {
 
+// Waits until a connection closes (server_controls::connection_closed cancels the sleep)
+// or `longest` passes, whichever is first. Without controls, just sleeps.
+task<void> pause_accepting(io_context& context, server_controls* controls,
+                           std::chrono::milliseconds longest) {
+    sleep_operation pause = sleep_for(context, longest);
+    if (controls != nullptr) {
+        controls->accept_pause = &pause;
+    }
+    (void)co_await pause;
+    if (controls != nullptr) {
+        controls->accept_pause = nullptr;
+    }
+}
+
 task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
-                       echo_server_stats& stats, buffer_ring* ring) {
+                       echo_server_stats& stats, buffer_ring* ring, server_controls* controls) {
     // One multishot request accepts connection after connection (one plain accept each on
     // kernels before 5.19); an error ends it, and the next next() arms a new one.
     auto connections = listener.accept_multishot();
+    // With --max-connections, one plain accept at a time, armed only below the limit: a
+    // multishot accept takes every connection waiting in the backlog at once, so it could
+    // not stop at the limit, and the surplus would hold descriptors in this process
+    // instead of waiting in the kernel's backlog.
+    const std::size_t limit = controls != nullptr ? controls->max_connections : 0;
     bool backing_off = false;
-    while (!context.stop_requested()) {
-        auto [error, connection] = co_await connections.next();
+    bool at_limit = false;
+    while (!context.stop_requested() && (controls == nullptr || !controls->draining)) {
+        if (limit != 0 && controls->deadlines->size() >= limit) {
+            if (!at_limit && !quiet) {
+                fmt::print("{} connections: not accepting until one closes\n", limit);
+            }
+            at_limit = true;
+            // The timeout is a safety net; a closing connection ends the pause.
+            co_await pause_accepting(context, controls, std::chrono::seconds(1));
+            continue;
+        }
+        at_limit = false;
+        io_result<net::socket> accepted;
+        if (limit != 0) {
+            accepted = co_await listener.accept();
+        } else {
+            accepted = co_await connections.next();
+        }
+        auto& [error, connection] = accepted;
         if (!error) {
             backing_off = false;
             ++stats.accepted;
             connection.set_no_delay(); // echo replies are small and should leave at once
-            context.spawn(echo_connection(std::move(connection), quiet, stats, ring));
+            context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));
             continue;
         }
         if (is_canceled(error)) {
-            break;
+            break; // the context stops, or a drain began
         }
         if (is_transient_accept_error(error)) {
             continue;
         }
         if (is_resource_accept_error(error)) {
+            // One line per episode: the episode ends at the next successful accept.
             if (!backing_off) {
                 fmt::print(stderr,
-                           "ucoro-echo-server: accept: {}; pausing new connections briefly "
-                           "(raise the limit with 'ulimit -n')\n",
+                           "ucoro-echo-server: accept: {}; pausing new connections until one "
+                           "closes (raise the limit with 'ulimit -n')\n",
                            error.message());
                 backing_off = true;
             }
-            (void)co_await sleep_for(context, std::chrono::milliseconds(100));
+            // Retrying at once would fail at once: wait for a connection to close and free
+            // a descriptor, or 100 ms for one freed elsewhere. The multishot accept ended
+            // with the error; next() arms a new one.
+            co_await pause_accepting(context, controls, std::chrono::milliseconds(100));
             continue;
         }
         fmt::print(stderr, "ucoro-echo-server: accept on {} failed: {}\n", listener.local_address(),
@@ -159,12 +290,36 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
     }
 }
 
+// SECONDS: a positive decimal number ("1", "0.5") of at most a day, rounded to whole
+// milliseconds (at least 1).
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+    double seconds = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (error != std::errc() || end != text.data() + text.size() || !(seconds > 0) ||
+        seconds > 86400) {
+        return std::nullopt;
+    }
+    return std::max(std::chrono::milliseconds(1),
+                    std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5)));
+}
+
+std::optional<std::size_t> parse_count(std::string_view text) {
+    std::size_t count = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
+    if (error != std::errc() || end != text.data() + text.size() || count == 0 ||
+        count > 10'000'000) {
+        return std::nullopt;
+    }
+    return count;
+}
+
 } // namespace
 
 task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
-                              echo_server_stats& stats, buffer_ring* ring) {
+                              echo_server_stats& stats, buffer_ring* ring,
+                              server_controls* controls) {
     try {
-        co_await accept_loop(context, listener, quiet, stats, ring);
+        co_await accept_loop(context, listener, quiet, stats, ring, controls);
     } catch (const std::exception& e) {
         // Without its accept loop the server would sit there serving nobody and later exit
         // 0: a failure of the loop itself (the ring broke, out of memory) ends the server.
@@ -179,6 +334,10 @@ int echo_server_main(int argc, char** argv) {
     bool quiet = false;
     bool verbose = false;
     bool simple = false;
+    std::chrono::milliseconds idle_timeout{0};
+    std::chrono::milliseconds send_timeout{0};
+    std::chrono::milliseconds drain_timeout = default_drain_timeout;
+    std::size_t max_connections = 0;
     std::string_view positional[2];
     int count = 0;
     for (int i = 1; i < argc; ++i) {
@@ -191,8 +350,22 @@ int echo_server_main(int argc, char** argv) {
                        "  -v        say which receive path is used; print loop counters at exit\n"
                        "  --simple  receive with recv into each connection's own buffer instead\n"
                        "            of a multishot receive into a shared buffer ring\n"
-                       "example: ucoro-echo-server 127.0.0.1 65432\n",
-                       usage);
+                       "  --idle-timeout SECONDS\n"
+                       "            close a connection that sends nothing for that long\n"
+                       "            (default: off)\n"
+                       "  --send-timeout SECONDS\n"
+                       "            close (reset) a connection whose peer has not read an echo\n"
+                       "            for that long (default: off)\n"
+                       "  --max-connections N\n"
+                       "            serve at most N connections at once; more wait in the\n"
+                       "            kernel's backlog until one closes (default: no limit)\n"
+                       "  --drain-timeout SECONDS\n"
+                       "            on Ctrl+C or SIGTERM, stop accepting and give connections\n"
+                       "            this long to finish echoing what they received; a second\n"
+                       "            signal closes them at once (default: {})\n"
+                       "SECONDS is a positive number, fractions allowed (0.5), at most 86400.\n"
+                       "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n",
+                       usage, default_drain_timeout.count() / 1000.0);
             return 0;
         }
         if (arg == "-q" || arg == "--quiet") {
@@ -201,6 +374,34 @@ int echo_server_main(int argc, char** argv) {
             verbose = true;
         } else if (arg == "--simple") {
             simple = true;
+        } else if (arg == "--idle-timeout" || arg == "--send-timeout" || arg == "--drain-timeout" ||
+                   arg == "--max-connections") {
+            if (i + 1 >= argc) {
+                return usage_error(program, fmt::format("{} needs a value", arg));
+            }
+            const std::string_view value = argv[++i];
+            if (arg == "--max-connections") {
+                const auto limit = parse_count(value);
+                if (!limit) {
+                    return usage_error(
+                        program,
+                        fmt::format("{} must be a whole number from 1 to 10000000, not '{}'", arg,
+                                    value));
+                }
+                max_connections = *limit;
+                continue;
+            }
+            const auto seconds = parse_seconds(value);
+            if (!seconds) {
+                return usage_error(
+                    program,
+                    fmt::format("{} must be a number of seconds above 0 and at most 86400, not "
+                                "'{}'",
+                                arg, value));
+            }
+            (arg == "--idle-timeout"   ? idle_timeout
+             : arg == "--send-timeout" ? send_timeout
+                                       : drain_timeout) = *seconds;
         } else if (arg.size() > 1 && arg[0] == '-') {
             return usage_error(program, fmt::format("unknown option '{}'", arg));
         } else if (count < 2) {
@@ -255,9 +456,16 @@ int echo_server_main(int argc, char** argv) {
         }
 
         echo_server_stats stats;
-        context->spawn(watch_signals(*context, signals));
+        connection_deadlines deadlines(*context, idle_timeout, send_timeout);
+        server_controls controls;
+        controls.context = &*context;
+        controls.deadlines = &deadlines;
+        controls.max_connections = max_connections;
         context->spawn(
-            accept_connections(*context, *listener, quiet, stats, ring ? &*ring : nullptr));
+            watch_signals(*context, signals, listener->native_handle(), controls, drain_timeout));
+        context->spawn(deadlines.sweep());
+        context->spawn(accept_connections(*context, *listener, quiet, stats,
+                                          ring ? &*ring : nullptr, &controls));
         context->run();
         if (verbose) {
             const auto& loop = context->stats();
@@ -265,6 +473,10 @@ int echo_server_main(int argc, char** argv) {
                        "re-arms: {}\n",
                        loop.submit_calls, loop.completions, loop.cq_overflows,
                        ring ? ring->enobufs_rearms() : 0);
+            fmt::print("connections: {} accepted, {} closed, {} idle timeouts, {} send "
+                       "timeouts\n",
+                       stats.accepted, stats.closed, deadlines.idle_expired(),
+                       deadlines.send_expired());
         }
         return stats.failed ? exit_failure : 0;
     } catch (const std::system_error& e) {

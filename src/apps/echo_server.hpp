@@ -7,7 +7,10 @@
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+
+#include "connection_deadlines.hpp"
 
 namespace ucoro::apps {
 
@@ -17,19 +20,39 @@ struct echo_server_stats {
     bool failed = false; // accept failed for a reason that retrying cannot fix
 };
 
+/// What the accept loop, the connections and the drain on SIGINT share (the server's
+/// defences; docs/cancellation.md, "The server's defences").
+struct server_controls {
+    io_context* context = nullptr;
+    connection_deadlines* deadlines = nullptr; // counts live connections; times them out
+    std::size_t max_connections = 0;           // 0: no limit
+    bool draining = false;                     // SIGINT seen: accept no more
+    sleep_operation* accept_pause = nullptr;   // the accept loop waiting for a free slot
+
+    /// A connection has closed its descriptor: a paused accept loop (at the limit, or out
+    /// of descriptors) tries again now, and the last connection of a drain stops the loop.
+    void connection_closed() noexcept;
+    /// Cuts short the accept loop's pause, if it is in one.
+    void wake_accept_loop() noexcept;
+};
+
 /// One connection: receive what arrives, send all of it back, until the peer closes. With
 /// a `ring`, through a multishot receive into it (the default path); without, through
 /// recv into a buffer of the connection's own and send_all (--simple).
+/// With `controls`, the connection is counted and subject to its deadlines.
 task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats,
-                           buffer_ring* ring = nullptr);
+                           buffer_ring* ring = nullptr, server_controls* controls = nullptr);
 
 /// Accepts connections and spawns echo_connection for each, until the context stops. If
 /// the loop itself fails (an exception: the ring broke, out of memory), it prints one line,
 /// sets stats.failed and stops the context: a server that cannot accept must not linger.
+/// With `controls`, it stops at controls->max_connections, pauses while out of
+/// descriptors until one is freed, and ends when a drain starts.
 task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
-                              echo_server_stats& stats, buffer_ring* ring = nullptr);
+                              echo_server_stats& stats, buffer_ring* ring = nullptr,
+                              server_controls* controls = nullptr);
 
-/// The whole program: `ucoro-echo-server [-q] [-v] [--simple] HOST PORT`. Returns the exit code
+/// The whole program: `ucoro-echo-server [OPTIONS] HOST PORT` (see --help). Returns the exit code
 /// (0 after SIGINT/SIGTERM, 1 on a runtime failure, 2 on wrong arguments).
 int echo_server_main(int argc, char** argv);
 

@@ -47,7 +47,9 @@ using ucoro_test::run_program;
 using ucoro_test::split_lines;
 using ucoro_test::unique_fd;
 
-constexpr std::string_view server_usage = "usage: ucoro-echo-server [-q] [-v] [--simple] HOST PORT";
+constexpr std::string_view server_usage =
+    "usage: ucoro-echo-server [-q] [-v] [--simple] [--idle-timeout SECONDS] "
+    "[--send-timeout SECONDS] [--max-connections N] [--drain-timeout SECONDS] HOST PORT";
 
 completed_run run_server(std::vector<std::string> args) {
     args.insert(args.begin(), UCORO_ECHO_SERVER);
