@@ -255,7 +255,11 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         }
         auto& [error, connection] = accepted;
         if (!error) {
-            backing_off = false;
+            if (backing_off) {
+                // Ends the episode, so that the log pairs every pause with its end.
+                fmt::print(stderr, "ucoro-echo-server: accepting new connections again\n");
+                backing_off = false;
+            }
             ++stats.accepted;
             connection.set_no_delay(); // echo replies are small and should leave at once
             context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));

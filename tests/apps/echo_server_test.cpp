@@ -120,8 +120,9 @@ void check_shutdown_with_live_connections(int signal_number, std::string_view si
     REQUIRE(status.exited);
     REQUIRE(status.code == 0);
     CHECK(server.process.stderr_text().empty());
-    CHECK_THAT(server.process.stdout_text(),
-               Contains(fmt::format("caught {}, closing connections\n", signal_name)));
+    CHECK_THAT(
+        server.process.stdout_text(),
+        Contains(fmt::format("caught {}, draining {} connections", signal_name, connection_count)));
 
     constexpr std::string_view closing_prefix = "closing connection to ";
     std::multiset<std::string> closed;
