@@ -12,6 +12,8 @@
 
 #include <fmt/core.h>
 
+#include <sys/socket.h>
+
 #include "command_line.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
@@ -80,7 +82,7 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
         context.stop();
         co_return;
     }
-    const std::size_t live = controls.deadlines->size();
+    const std::size_t live = controls.live;
     fmt::print("caught {}, draining {} connection{} (up to {} ms; again to stop at once)\n",
                signal_name(signal_number), live, live == 1 ? "" : "s", drain_timeout.count());
     controls.draining = true;
@@ -98,8 +100,7 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
     if (outcome.index == 1) {
         fmt::print("caught a second signal, closing connections now\n");
     } else {
-        fmt::print("drain timeout: closing the {} remaining connections\n",
-                   controls.deadlines->size());
+        fmt::print("drain timeout: closing the {} remaining connections\n", controls.live);
     }
     context.stop(); // cancels every recv/send in flight; they unwind and close
 }
@@ -168,7 +169,8 @@ void server_controls::wake_accept_loop() noexcept {
 }
 
 void server_controls::connection_closed() noexcept {
-    if (draining && deadlines->size() == 0) {
+    --live;
+    if (draining && live == 0) {
         context->stop(); // the drain is complete
         return;
     }
@@ -186,25 +188,33 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
         std::optional<connection_deadlines::entry> deadline;
         if (controls != nullptr) {
             deadline.emplace(*controls->deadlines, connection.native_handle());
+            if (controls->draining) {
+                // Accepted before the drain began, started after it shut the others down.
+                (void)::shutdown(connection.native_handle(), SHUT_RD);
+            }
         }
         connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
-        failure = ring != nullptr ? co_await echo_ring(connection, *ring, timed)
-                                  : co_await echo_simple(connection, timed);
+        // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
+        if (ring != nullptr) {
+            failure = co_await echo_ring(connection, *ring, timed);
+        } else {
+            failure = co_await echo_simple(connection, timed);
+        }
         if (timed != nullptr) {
             timed->closing();
         }
         (void)co_await connection.close();
     }
     ++stats.closed;
-    if (controls != nullptr) {
-        controls->connection_closed();
-    }
     if (!quiet) {
         if (failure && !is_canceled(failure)) {
             fmt::print("closing connection to {} ({})\n", peer, failure.message());
         } else {
             fmt::print("closing connection to {}\n", peer);
         }
+    }
+    if (controls != nullptr) {
+        controls->connection_closed(); // after the line: the next "accepted" comes after it
     }
 }
 
@@ -237,7 +247,7 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
     bool backing_off = false;
     bool at_limit = false;
     while (!context.stop_requested() && (controls == nullptr || !controls->draining)) {
-        if (limit != 0 && controls->deadlines->size() >= limit) {
+        if (limit != 0 && controls->live >= limit) {
             if (!at_limit && !quiet) {
                 fmt::print("{} connections: not accepting until one closes\n", limit);
             }
@@ -261,6 +271,9 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
                 backing_off = false;
             }
             ++stats.accepted;
+            if (controls != nullptr) {
+                ++controls->live;
+            }
             connection.set_no_delay(); // echo replies are small and should leave at once
             context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));
             continue;

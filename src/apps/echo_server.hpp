@@ -26,8 +26,9 @@ struct server_controls {
     io_context* context = nullptr;
     connection_deadlines* deadlines = nullptr; // counts live connections; times them out
     std::size_t max_connections = 0;           // 0: no limit
-    bool draining = false;                     // SIGINT seen: accept no more
-    sleep_operation* accept_pause = nullptr;   // the accept loop waiting for a free slot
+    std::size_t live = 0;  // accepted and not yet closed (counted at accept, before they run)
+    bool draining = false; // SIGINT seen: accept no more
+    sleep_operation* accept_pause = nullptr; // the accept loop waiting for a free slot
 
     /// A connection has closed its descriptor: a paused accept loop (at the limit, or out
     /// of descriptors) tries again now, and the last connection of a drain stops the loop.

@@ -1,6 +1,7 @@
 // The echo server's defences, end to end against the real binary: --idle-timeout,
 // --send-timeout, --max-connections, running out of descriptors, and draining on SIGINT.
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -368,8 +369,7 @@ void check_max_connections(server_path path) {
             REQUIRE(found != by_name.end());
             live.erase(found->second);
         } else if (*line == paused_line) {
-            ++pauses;
-            REQUIRE(live.size() == limit);
+            ++pauses; // printed by the accept loop, maybe before the last "accepted" line
         } else {
             FAIL("unexpected line: " << *line);
         }
@@ -406,6 +406,11 @@ TEST_CASE("--max-connections 10 serves 50 clients at most 10 at a time on --simp
 // Runs in the child before exec: soft and hard RLIMIT_NOFILE both set, so that the server's
 // raise of the soft limit to the hard one cannot lift it.
 int set_fd_limit(const void* data) noexcept {
+    // Descriptors the test runner leaked to us without close-on-exec would sit in the
+    // server under the limit and skew it: have exec close them.
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        return errno;
+    }
     const rlim_t value = *static_cast<const rlim_t*>(data);
     const rlimit limit{value, value};
     return ::setrlimit(RLIMIT_NOFILE, &limit) == 0 ? 0 : errno;
@@ -416,7 +421,9 @@ TEST_CASE("out of descriptors, the server pauses accepting, once per episode, wi
     constexpr std::size_t count = 64;
     rlim_t baseline = 0;
     {
-        server_process probe(server_path::fast, {"-q"});
+        rlimit current{};
+        REQUIRE(::getrlimit(RLIMIT_NOFILE, &current) == 0);
+        server_process probe(server_path::fast, {"-q"}, set_fd_limit, &current.rlim_cur);
         baseline = static_cast<rlim_t>(highest_fd(probe.process.pid()) + 1);
         stop_server(probe);
     }
@@ -429,6 +436,9 @@ TEST_CASE("out of descriptors, the server pauses accepting, once per episode, wi
     }
     // The server runs out of descriptors with most clients still in the backlog.
     const auto paused = server.process.read_stderr_line();
+    INFO("limit " << limit << "\nstdout:\n"
+                  << server.process.stdout_text() << "stderr:\n"
+                  << server.process.stderr_text());
     REQUIRE(paused);
     CHECK_THAT(*paused, StartsWith("ucoro-echo-server: accept: Too many open files; pausing"));
 
