@@ -240,12 +240,12 @@ void check_idle_timeout(server_path path) {
     stop_server(server);
 }
 
-TEST_CASE("--idle-timeout closes 1000 connections that stop sending; others are still served",
+TEST_CASE("idle timeout: 1000 connections that stop sending are closed while others are served",
           "[echo_server][defences][e2e]") {
     check_idle_timeout(server_path::fast);
 }
 
-TEST_CASE("--idle-timeout closes 1000 silent connections on the --simple path too",
+TEST_CASE("idle timeout on the simple path: 1000 silent connections are closed",
           "[echo_server][defences][e2e]") {
     check_idle_timeout(server_path::simple);
 }
@@ -322,12 +322,12 @@ void check_send_timeout(server_path path) {
     stop_server(server);
 }
 
-TEST_CASE("--send-timeout resets 100 peers that never read, in bounded memory",
+TEST_CASE("send timeout: 100 peers that never read are reset in bounded memory",
           "[echo_server][defences][e2e]") {
     check_send_timeout(server_path::fast);
 }
 
-TEST_CASE("--send-timeout resets peers that never read on the --simple path too",
+TEST_CASE("send timeout on the simple path: 100 peers that never read are reset",
           "[echo_server][defences][e2e]") {
     check_send_timeout(server_path::simple);
 }
@@ -391,12 +391,12 @@ void check_max_connections(server_path path) {
     stop_server(server);
 }
 
-TEST_CASE("--max-connections 10 serves 50 clients at most 10 at a time",
+TEST_CASE("max connections 10: 50 clients are served at most 10 at a time",
           "[echo_server][defences][e2e]") {
     check_max_connections(server_path::fast);
 }
 
-TEST_CASE("--max-connections 10 serves 50 clients at most 10 at a time on --simple",
+TEST_CASE("max connections 10 on the simple path: 50 clients at most 10 at a time",
           "[echo_server][defences][e2e]") {
     check_max_connections(server_path::simple);
 }
@@ -416,7 +416,7 @@ int set_fd_limit(const void* data) noexcept {
     return ::setrlimit(RLIMIT_NOFILE, &limit) == 0 ? 0 : errno;
 }
 
-TEST_CASE("out of descriptors, the server pauses accepting, once per episode, without spinning",
+TEST_CASE("out of descriptors the server pauses accepting once per episode without spinning",
           "[echo_server][defences][e2e]") {
     constexpr std::size_t count = 64;
     rlim_t baseline = 0;
@@ -556,17 +556,17 @@ void check_drain(server_path path) {
     CHECK(server.process.stderr_text().empty());
 }
 
-TEST_CASE("SIGINT drains 1000 live connections: in-flight echoes finish, exit 0",
+TEST_CASE("SIGINT drains 1000 live connections: in-flight echoes finish and it exits 0",
           "[echo_server][defences][e2e]") {
     check_drain(server_path::fast);
 }
 
-TEST_CASE("SIGINT drains 1000 live connections on the --simple path too",
+TEST_CASE("SIGINT drains 1000 live connections on the simple path too",
           "[echo_server][defences][e2e]") {
     check_drain(server_path::simple);
 }
 
-TEST_CASE("a second SIGINT during a drain closes the connections at once, exit 0",
+TEST_CASE("a second SIGINT during a drain closes the connections at once and exits 0",
           "[echo_server][defences][e2e]") {
     server_process server(server_path::fast, {"-q", "--drain-timeout", "120"});
     // A peer that never reads keeps its connection busy (stuck sending its echo), so the
@@ -634,7 +634,7 @@ TEST_CASE("bad values for the defence options exit 2 with the usage line",
     }
 }
 
-TEST_CASE("--help shows the defence options with their defaults", "[echo_server][defences][e2e]") {
+TEST_CASE("help shows the defence options with their defaults", "[echo_server][defences][e2e]") {
     const auto run = ucoro_test::run_program({UCORO_ECHO_SERVER, "--help"});
     REQUIRE(run.status.exited);
     CHECK(run.status.code == 0);
