@@ -418,6 +418,14 @@ int set_fd_limit(const void* data) noexcept {
 
 TEST_CASE("out of descriptors the server pauses accepting once per episode without spinning",
           "[echo_server][defences][e2e]") {
+#if defined(__SANITIZE_ADDRESS__)
+    // The sanitizer preset also runs UBSan, whose vptr check probes memory by writing it to
+    // a pipe: with every descriptor taken it reports a false "not an error_category" on
+    // each error_code comparison in the server. The debug and release runs cover this.
+    WARN("SKIPPED: under the sanitizers the out-of-descriptors server trips UBSan's "
+         "vptr check, which itself needs a free descriptor");
+    return;
+#endif
     constexpr std::size_t count = 64;
     rlim_t baseline = 0;
     {
