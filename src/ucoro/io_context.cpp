@@ -127,7 +127,10 @@ void io_context::run_loop(const bool* done) {
             cancel_adopted();
         }
         if (m_in_flight == 0 && m_ready.empty()) {
-            m_stop_requested = false; // the stop, if any, is complete: nothing is left
+            // The stop, if any, is complete: nothing is left. Tasks spawned from now on are
+            // not cancelled (the scopes of earlier ones stay requested).
+            m_stop_requested = false;
+            m_root_scope.reset();
             break;
         }
         // One syscall: submit everything prepared since the last turn and, if nobody is
