@@ -327,6 +327,9 @@ void io_context::submit_linked(detail::operation& first, detail::operation& seco
 void io_context::start(detail::operation& op, io_uring_sqe& sqe) noexcept {
     op.prepare(sqe);
     io_uring_sqe_set_data(&sqe, &op);
+    if (m_faults != nullptr) [[unlikely]] {
+        m_faults->on_submit(sqe);
+    }
     trace::sqe(m_trace, sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
     op.m_adopted = false;
