@@ -21,7 +21,8 @@ class operation;
 ///
 /// Reaches operations built on io_awaitable (every single-shot operation, sleeps, timeouts)
 /// and a coroutine waiting in a multishot stream's next() (recv_stream, accept_stream). A
-/// wait on something outside the ring (a task_handle::join, a signal) is not reached.
+/// wait on something outside the ring (a task_handle::join, a coroutine posted by hand) is
+/// not reached.
 class cancellation_scope {
 public:
     cancellation_scope() noexcept = default;
