@@ -15,7 +15,9 @@
 #include <variant>
 
 #include "support/counting.hpp"
+#include "support/ring_support.hpp"
 #include "support/stream_pair.hpp"
+#include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/socket.hpp"
 #include "ucoro/sleep.hpp"
@@ -201,6 +203,30 @@ TEST_CASE_METHOD(silent_peer, "cancelling a when_all reaches every one of its ch
     CHECK(std::get<1>(result.value) == 9);
     check_cancelled(recv_loser, *context);
     check_cancelled(sleep_loser, *context);
+}
+
+/// Waits in a recv_stream on a silent peer: only a cancel ends it.
+task<int> silent_stream(ucoro::net::socket& sock, ucoro::buffer_ring& ring, loser& outcome) {
+    auto stream = sock.recv_multishot(ring);
+    auto [error, buffer] = co_await stream.next();
+    outcome.error = error;
+    ++outcome.finished;
+    co_return static_cast<int>(buffer.size());
+}
+
+TEST_CASE("a loser waiting in recv_stream::next() is cancelled and when_any returns") {
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
+        return;
+    }
+    ucoro::buffer_ring ring(*context, {});
+    auto pair = make_stream_pair(*context);
+    loser outcome;
+    auto result = context->block_on(
+        when_any(silent_stream(pair.ours, ring, outcome), value_next_turn(*context, 4)));
+    CHECK(result.index == 1);
+    check_cancelled(outcome, *context);
+    CHECK(ring.available() == ring.count());
 }
 
 } // namespace

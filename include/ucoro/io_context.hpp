@@ -19,9 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "ucoro/detail/cancellation_scope.hpp"
 #include "ucoro/detail/operation.hpp"
 #include "ucoro/detail/ring.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/task_handle.hpp"
 
 namespace ucoro {
 
@@ -74,10 +76,12 @@ public:
     io_context(const io_context&) = delete;
     io_context& operator=(const io_context&) = delete;
 
-    /// Runs `work` as a detached task that frees its own frame when done. It starts on the
-    /// next turn of run(). An exception that escapes it goes to the unhandled-exception
-    /// handler (see set_unhandled_exception_handler).
-    void spawn(task<void> work);
+    /// Runs `work` as a task that frees its own frame when done. It starts on the next turn
+    /// of run(). The handle joins or cancels it (task_handle.hpp); ignoring the handle
+    /// detaches it. An exception that escapes it goes to the unhandled-exception handler
+    /// (see set_unhandled_exception_handler). The task has its own cancellation scope, a
+    /// child of the context's, which stop() requests.
+    task_handle spawn(task<void> work);
 
     /// What to do with an exception that escapes a spawned task. The default handler
     /// prints it on stderr; every one is counted in stats().unhandled_exceptions either
@@ -99,7 +103,16 @@ public:
     /// unwind. The request stays until a run() has emptied the context: a block_on whose
     /// task finishes first returns with the request still pending, and the next run()
     /// completes it.
-    void stop() noexcept { m_stop_requested = true; }
+    ///
+    /// It is task_handle::cancel applied to everything: it requests the context's root
+    /// cancellation scope, to which every spawned task's scope is attached, so multishot
+    /// streams and what a task starts later are reached too. What is in flight outside any
+    /// scope (an operation awaited by a plain coroutine, an adopted request) is cancelled by
+    /// the loop as well, at its next turn.
+    void stop() noexcept {
+        m_stop_requested = true;
+        m_root_scope.request();
+    }
     bool stop_requested() const noexcept { return m_stop_requested; }
 
     /// Runs `work` on this context until it finishes and returns its value (or rethrows
@@ -201,6 +214,7 @@ private:
     std::deque<std::coroutine_handle<>> m_ready;
     std::vector<reaped> m_completions;                 // taken from the CQ, not dispatched
     detail::spawned_promise* m_spawned_head = nullptr; // detached tasks still alive
+    detail::cancellation_scope m_root_scope;           // every spawned task's scope hangs below it
     exception_handler m_exception_handler;
     detail::fault_injector* m_faults = nullptr;
     std::FILE* m_trace = nullptr; // read once: one predictable branch per SQE and CQE

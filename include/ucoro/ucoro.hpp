@@ -19,6 +19,7 @@
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/task_handle.hpp"
 #include "ucoro/timeout.hpp"
 #include "ucoro/trace.hpp"
 #include "ucoro/when_all.hpp"

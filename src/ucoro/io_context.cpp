@@ -127,7 +127,10 @@ void io_context::run_loop(const bool* done) {
             cancel_adopted();
         }
         if (m_in_flight == 0 && m_ready.empty()) {
-            m_stop_requested = false; // the stop, if any, is complete: nothing is left
+            // The stop, if any, is complete: nothing is left. Tasks spawned from now on are
+            // not cancelled (the scopes of earlier ones stay requested).
+            m_stop_requested = false;
+            m_root_scope.reset();
             break;
         }
         // One syscall: submit everything prepared since the last turn and, if nobody is
@@ -324,6 +327,9 @@ void io_context::submit_linked(detail::operation& first, detail::operation& seco
 void io_context::start(detail::operation& op, io_uring_sqe& sqe) noexcept {
     op.prepare(sqe);
     io_uring_sqe_set_data(&sqe, &op);
+    if (m_faults != nullptr) [[unlikely]] {
+        m_faults->on_submit(sqe);
+    }
     trace::sqe(m_trace, sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
     op.m_adopted = false;

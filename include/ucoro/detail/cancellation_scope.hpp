@@ -8,17 +8,21 @@ class operation;
 /// One per cancellable task chain (each child of when_all / when_any has one). Every task
 /// awaited inside the chain points at it through its promise, and an operation awaited
 /// there registers itself while it is in the ring, so request() finds the one operation the
-/// chain is suspended in however deep it is, and cancels it (io_context::cancel): it
-/// completes with operation_canceled and the chain unwinds normally. Operations awaited
-/// after the request are cancelled as soon as they are submitted. Scopes form a tree:
-/// request() also reaches the scopes of the when_all / when_any children awaited inside.
+/// chain is suspended in however deep it is, and cancels it (operation::cancel_from_scope,
+/// by default io_context::cancel): it completes with operation_canceled and the chain
+/// unwinds normally. Operations awaited after the request are cancelled as soon as they are
+/// submitted. Scopes form a tree: request() also reaches the scopes of the when_all /
+/// when_any children awaited inside. A spawned task owns one (task_handle::cancel requests
+/// it), attached under the io_context's root scope, which stop() requests.
 ///
 /// NOTE: not std::stop_token. A stop callback runs on the thread that requests the stop, and
 /// io_context is single-threaded; its state is shared, reference-counted and atomic, where
 /// a task chain needs one pointer and one flag. Call request() on the context's thread.
 ///
-/// Reaches operations built on io_awaitable (every single-shot operation, sleeps, timeouts).
-/// A multishot stream or a wait on something outside the ring is not reached.
+/// Reaches operations built on io_awaitable (every single-shot operation, sleeps, timeouts)
+/// and a coroutine waiting in a multishot stream's next() (recv_stream, accept_stream). A
+/// wait on something outside the ring (a task_handle::join, a coroutine posted by hand) is
+/// not reached.
 class cancellation_scope {
 public:
     cancellation_scope() noexcept = default;
@@ -34,6 +38,9 @@ public:
     /// the child scopes. Idempotent.
     void request() noexcept;
     bool requested() const noexcept { return m_requested; }
+    /// Takes the request back for what attaches from now on; children requested already stay
+    /// so. Only for io_context's root scope, once a stop has completed.
+    void reset() noexcept { m_requested = false; }
 
     /// `op` is now in the ring on behalf of this chain (cancelled at once if a request came
     /// first); leave() when its final completion has arrived.

@@ -5,9 +5,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "ucoro/detail/operation.hpp"
+#include "ucoro/task.hpp"
 
 namespace ucoro::detail {
 
@@ -45,6 +47,14 @@ private:
 ///
 /// A subclass may look at every completion first (filter) and keep some from the consumer,
 /// e.g. a receive stream swallows ENOBUFS and re-arms once buffers come back.
+///
+/// Cancellation: a consumer that waits inside a task registers the request with the task's
+/// cancellation scope for as long as it waits. scope.request() then cancels the request in
+/// the ring (its final CQE, -ECANCELED, reaches the consumer through the queue like any
+/// other, so buffers and connections that arrive before it are still delivered or dropped
+/// as usual), or, if the request is held back and not in the ring, posts -ECANCELED itself
+/// (cancel_from_scope). A request armed again while a requested scope waits on it (a
+/// subclass's re-arm) is cancelled as it is submitted.
 class multishot_operation : public operation {
 public:
     void complete(int result, std::uint32_t flags) noexcept final;
@@ -61,8 +71,10 @@ public:
     /// Submits the request unless it is armed already or the subclass holds it back
     /// (may_arm(), e.g. while no receive buffer is free).
     void arm();
-    /// Suspends `waiter` until the next completion, arming the request if needed.
-    void wait(std::coroutine_handle<> waiter);
+    /// Suspends `waiter` until the next completion, arming the request if needed. `scope`
+    /// (may be null) is the waiter's cancellation scope: it can end the wait.
+    void wait(std::coroutine_handle<> waiter, cancellation_scope* scope = nullptr);
+    void cancel_from_scope() override;
     /// The consumer lets go: deletes the request now if the kernel does not hold it,
     /// otherwise hands it to the context as described above.
     void release() noexcept;
@@ -94,8 +106,12 @@ protected:
     void post_completion(completion c) noexcept;
 
 private:
+    /// The waiter is about to be resumed: it no longer waits on behalf of its scope.
+    void leave_scope() noexcept;
+
     completion_queue m_queue;
     std::coroutine_handle<> m_waiter;
+    cancellation_scope* m_scope = nullptr; // the waiter's scope, while it waits
     bool m_armed = false;
     bool m_orphaned = false;
 };
@@ -106,6 +122,12 @@ struct next_completion {
 
     bool await_ready() const noexcept { return op.has_completion(); }
     void await_suspend(std::coroutine_handle<> waiter) { op.wait(waiter); }
+    /// Awaited in a task: the task's cancellation scope can end the wait.
+    template <typename Promise>
+    requires std::is_base_of_v<task_promise_base, Promise>
+    void await_suspend(std::coroutine_handle<Promise> waiter) {
+        op.wait(waiter, waiter.promise().m_scope);
+    }
     completion await_resume() noexcept { return op.pop(); }
 };
 

@@ -38,6 +38,10 @@ public:
     virtual void abandon() noexcept {}
     /// The coroutine this operation will resume, if one waits on it now (for the trace).
     virtual std::coroutine_handle<> waiter() const noexcept { return {}; }
+    /// What a cancellation scope does to end the wait of the chain registered with this
+    /// operation: by default, ask the kernel to cancel it (io_context::cancel). A multishot
+    /// stream that is not in the ring (waiting for a ring buffer) ends the wait itself.
+    virtual void cancel_from_scope();
 
     /// Whether the operation belongs to a context. Only one made from a default-constructed
     /// socket does not; it completes at once with EBADF instead of touching a null context.

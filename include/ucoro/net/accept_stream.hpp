@@ -50,7 +50,12 @@ private:
 class [[nodiscard]] accept_stream::next_awaiter {
 public:
     bool await_ready() const noexcept { return m_next.await_ready(); }
-    void await_suspend(std::coroutine_handle<> waiter) { m_next.await_suspend(waiter); }
+    /// Awaited in a task (with its promise type, not erased), the task's cancellation scope
+    /// can end the wait with operation_canceled.
+    template <typename Promise>
+    void await_suspend(std::coroutine_handle<Promise> waiter) {
+        m_next.await_suspend(waiter);
+    }
     io_result<socket> await_resume() noexcept;
 
 private:

@@ -8,7 +8,7 @@ namespace {
 
 void cancel_in_ring(operation& op) noexcept {
     try {
-        op.context().cancel(op);
+        op.cancel_from_scope();
     } catch (...) {
         // io_uring_enter failed while flushing a full SQ: the ring is broken, and the loop's
         // next submit reports that to run()'s caller. There is nothing better to do here.

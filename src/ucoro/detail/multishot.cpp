@@ -2,8 +2,10 @@
 
 #include <liburing.h>
 
+#include <cerrno>
 #include <utility>
 
+#include "ucoro/detail/cancellation_scope.hpp"
 #include "ucoro/detail/transfer.hpp"
 #include "ucoro/io_context.hpp"
 
@@ -35,12 +37,37 @@ void multishot_operation::arm() {
     if (!m_armed && may_arm()) {
         context().submit(*this);
         m_armed = true;
+        if (m_scope != nullptr && m_scope->requested()) {
+            // Re-armed by the subclass while a cancelled chain waits (the end of a pause, a
+            // buffer come back): this submission needs its own cancel.
+            context().cancel(*this);
+        }
     }
 }
 
-void multishot_operation::wait(std::coroutine_handle<> waiter) {
+void multishot_operation::wait(std::coroutine_handle<> waiter, cancellation_scope* scope) {
     arm();
     m_waiter = waiter;
+    m_scope = scope;
+    if (scope != nullptr) {
+        scope->enter(*this); // cancels at once (cancel_from_scope) if requested already
+    }
+}
+
+void multishot_operation::cancel_from_scope() {
+    if (m_armed) {
+        context().cancel(*this); // the final CQE, -ECANCELED, ends the wait
+    } else if (m_waiter) {
+        // Held back by the subclass (no ring buffer free): nothing in the ring to cancel.
+        post_completion({-ECANCELED, 0});
+    }
+}
+
+void multishot_operation::leave_scope() noexcept {
+    if (m_scope != nullptr) {
+        m_scope->leave(*this);
+        m_scope = nullptr;
+    }
 }
 
 void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
@@ -70,6 +97,7 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
     }
     // Last: the resumed consumer may release (and so delete) this operation.
     if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+        leave_scope();
         detail::resume(waiter);
     }
 }
@@ -91,6 +119,7 @@ void multishot_operation::post_completion(completion c) noexcept {
     try {
         m_queue.push(c);
         if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+            leave_scope();
             context().post(waiter);
         }
     } catch (...) {
@@ -108,6 +137,10 @@ void multishot_operation::release() noexcept {
     }
     m_orphaned = true;
     m_waiter = nullptr;
+    // Not leave_scope(): only a frame torn down unfinished releases a stream its consumer
+    // waits on, and the scope may be gone by then (a spawned task's promise, which holds
+    // it, is destroyed before the frames of the tasks it awaits).
+    m_scope = nullptr;
     context().adopt(*this); // its final CQE deletes it (see complete and discard)
 }
 

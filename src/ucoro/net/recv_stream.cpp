@@ -49,6 +49,15 @@ public:
         }
     }
 
+    void cancel_from_scope() override {
+        if (std::exchange(m_waiting_for_buffer, false)) {
+            // Parked, not in the ring: stop waiting for a buffer; the base posts the
+            // cancel to the consumer.
+            m_ring->unpark(*this);
+        }
+        multishot_operation::cancel_from_scope();
+    }
+
 private:
     bool filter(detail::completion& c, bool live) noexcept override {
         if ((c.flags & IORING_CQE_F_BUFFER) != 0) {

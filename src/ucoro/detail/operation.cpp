@@ -1,0 +1,11 @@
+#include "ucoro/detail/operation.hpp"
+
+#include "ucoro/io_context.hpp"
+
+namespace ucoro::detail {
+
+void operation::cancel_from_scope() {
+    context().cancel(*this);
+}
+
+} // namespace ucoro::detail
