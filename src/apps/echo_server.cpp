@@ -20,6 +20,11 @@ namespace {
 
 constexpr std::string_view usage = "usage: ucoro-echo-server [-q] [-v] [--simple] HOST PORT";
 
+// Whether the fast path echoes the buffers waiting in a stream with one gather send (the
+// default) or with one send each (--disable gather-send). Set once, by echo_server_main,
+// before any connection starts: a program setting, not per connection.
+bool g_gather_send = true;
+
 bool is_canceled(const std::error_code& error) {
     return error == std::errc::operation_canceled;
 }
@@ -81,17 +86,56 @@ task<std::error_code> echo_simple(net::socket& connection) {
 }
 
 // The fast path: one multishot receive into the shared ring; an idle connection holds no
-// buffer. Each buffer goes back to the ring once its echo has been sent.
-task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring) {
+// buffer. Each buffer goes back to the ring once its echo has been sent. Buffers that
+// arrived while an echo was being sent wait in the stream; they go back together, in one
+// gather send (one request, one completion) instead of one send each.
+task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool gather) {
+    // 16: the stream's default queue limit, so a batch takes all that can be waiting.
+    constexpr std::size_t max_batch = 16;
+    std::array<buffer_ring::buffer, max_batch> held;
+    std::array<iovec, max_batch> pieces;
     auto stream = connection.recv_multishot(ring);
     while (true) {
         auto [recv_error, buffer] = co_await stream.next();
         if (recv_error || buffer.empty()) {
             co_return recv_error; // an empty buffer: the peer closed its side
         }
-        auto [send_error, sent] = co_await connection.send_all(buffer.bytes());
+        std::size_t count = 0;
+        held[count++] = std::move(buffer);
+        std::error_code end_error;
+        bool ended = false;
+        while (gather && count < max_batch) {
+            auto waiting = stream.try_next();
+            if (!waiting) {
+                break;
+            }
+            auto& [error, more] = *waiting;
+            if (error || more.empty()) {
+                ended = true; // echo what came before the end, then stop
+                end_error = error;
+                break;
+            }
+            held[count++] = std::move(more);
+        }
+        std::error_code send_error;
+        if (count == 1) {
+            auto [error, sent] = co_await connection.send_all(held[0].bytes());
+            send_error = error;
+        } else {
+            for (std::size_t i = 0; i < count; ++i) {
+                pieces[i] = {held[i].bytes().data(), held[i].size()};
+            }
+            auto [error, sent] = co_await connection.send_all_gather(std::span(pieces).first(count));
+            send_error = error;
+        }
+        for (std::size_t i = 0; i < count; ++i) {
+            held[i].reset(); // back to the ring only now: the kernel has read them
+        }
         if (send_error) {
             co_return send_error;
+        }
+        if (ended) {
+            co_return end_error;
         }
     }
 }
@@ -105,7 +149,7 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
         fmt::print("accepted connection from {}\n", peer);
     }
     const std::error_code failure =
-        ring != nullptr ? co_await echo_ring(connection, *ring) : co_await echo_simple(connection);
+        ring != nullptr ? co_await echo_ring(connection, *ring, g_gather_send) : co_await echo_simple(connection);
     (void)co_await connection.close();
     ++stats.closed;
     if (!quiet) {
