@@ -18,7 +18,40 @@ namespace ucoro::apps {
 
 namespace {
 
-constexpr std::string_view usage = "usage: ucoro-echo-server [-q] [-v] [--simple] HOST PORT";
+constexpr std::string_view usage =
+    "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] HOST PORT";
+
+// The optional kernel features and fast-path techniques --disable can force off, so that
+// each fallback runs (and is tested) on a kernel that has them all.
+constexpr std::string_view disable_features =
+    "multishot-accept, multishot-recv, buffer-rings, register-ring-fd, gather-send";
+
+// Applies one comma-separated --disable list; false on a name it does not know.
+bool apply_disable_list(std::string_view list, io_context_options& options, bool& gather_send,
+                        std::string_view& bad) {
+    while (true) {
+        const std::size_t comma = list.find(',');
+        const std::string_view name = list.substr(0, comma);
+        if (name == "multishot-accept") {
+            options.multishot_accept = false;
+        } else if (name == "multishot-recv") {
+            options.multishot_recv = false;
+        } else if (name == "buffer-rings") {
+            options.buffer_rings = false;
+        } else if (name == "register-ring-fd") {
+            options.register_ring_fd = false;
+        } else if (name == "gather-send") {
+            gather_send = false;
+        } else {
+            bad = name;
+            return false;
+        }
+        if (comma == std::string_view::npos) {
+            return true;
+        }
+        list.remove_prefix(comma + 1);
+    }
+}
 
 // Whether the fast path echoes the buffers waiting in a stream with one gather send (the
 // default) or with one send each (--disable gather-send). Set once, by echo_server_main,
@@ -223,6 +256,8 @@ int echo_server_main(int argc, char** argv) {
     bool quiet = false;
     bool verbose = false;
     bool simple = false;
+    io_context_options options;
+    g_gather_send = true; // a previous call in this process may have switched it off
     std::string_view positional[2];
     int count = 0;
     for (int i = 1; i < argc; ++i) {
@@ -235,8 +270,10 @@ int echo_server_main(int argc, char** argv) {
                        "  -v        say which receive path is used; print loop counters at exit\n"
                        "  --simple  receive with recv into each connection's own buffer instead\n"
                        "            of a multishot receive into a shared buffer ring\n"
+                       "  --disable FEATURE[,FEATURE...]\n"
+                       "            force features off, to run their fallbacks: {}\n"
                        "example: ucoro-echo-server 127.0.0.1 65432\n",
-                       usage);
+                       usage, disable_features);
             return 0;
         }
         if (arg == "-q" || arg == "--quiet") {
@@ -245,6 +282,17 @@ int echo_server_main(int argc, char** argv) {
             verbose = true;
         } else if (arg == "--simple") {
             simple = true;
+        } else if (arg == "--disable") {
+            std::string_view bad;
+            if (i + 1 >= argc) {
+                return usage_error(program, fmt::format("--disable needs one of: {}",
+                                                        disable_features));
+            }
+            if (!apply_disable_list(argv[++i], options, g_gather_send, bad)) {
+                return usage_error(program, fmt::format("unknown feature '{}' for --disable "
+                                                        "(known: {})",
+                                                        bad, disable_features));
+            }
         } else if (arg.size() > 1 && arg[0] == '-') {
             return usage_error(program, fmt::format("unknown option '{}'", arg));
         } else if (count < 2) {
@@ -264,7 +312,7 @@ int echo_server_main(int argc, char** argv) {
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
     raise_open_file_limit();
-    const auto context = open_context(program);
+    const auto context = open_context(program, options);
     if (!context) {
         return exit_failure;
     }
@@ -296,6 +344,11 @@ int echo_server_main(int argc, char** argv) {
         }
         if (verbose) {
             fmt::print("receive path: {}\n", path);
+            const auto& features = context->features();
+            fmt::print("features: multishot accept {}, registered ring fd {}, gather send {}\n",
+                       features.multishot_accept ? "on" : "off",
+                       features.registered_ring_fd ? "on" : "off",
+                       ring && g_gather_send ? "on" : "off");
         }
 
         echo_server_stats stats;
