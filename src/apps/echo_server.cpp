@@ -158,7 +158,8 @@ task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool
             for (std::size_t i = 0; i < count; ++i) {
                 pieces[i] = {held[i].bytes().data(), held[i].size()};
             }
-            auto [error, sent] = co_await connection.send_all_gather(std::span(pieces).first(count));
+            auto [error, sent] =
+                co_await connection.send_all_gather(std::span(pieces).first(count));
             send_error = error;
         }
         for (std::size_t i = 0; i < count; ++i) {
@@ -181,8 +182,9 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
     if (!quiet) {
         fmt::print("accepted connection from {}\n", peer);
     }
-    const std::error_code failure =
-        ring != nullptr ? co_await echo_ring(connection, *ring, g_gather_send) : co_await echo_simple(connection);
+    const std::error_code failure = ring != nullptr
+                                        ? co_await echo_ring(connection, *ring, g_gather_send)
+                                        : co_await echo_simple(connection);
     (void)co_await connection.close();
     ++stats.closed;
     if (!quiet) {
@@ -285,8 +287,8 @@ int echo_server_main(int argc, char** argv) {
         } else if (arg == "--disable") {
             std::string_view bad;
             if (i + 1 >= argc) {
-                return usage_error(program, fmt::format("--disable needs one of: {}",
-                                                        disable_features));
+                return usage_error(program,
+                                   fmt::format("--disable needs one of: {}", disable_features));
             }
             if (!apply_disable_list(argv[++i], options, g_gather_send, bad)) {
                 return usage_error(program, fmt::format("unknown feature '{}' for --disable "

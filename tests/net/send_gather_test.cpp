@@ -31,8 +31,7 @@ TEST_CASE("send_all_gather delivers uneven pieces in order to a peer that reads 
     listener server(*context, address::ipv4_loopback(0));
     // A small receive buffer on the reader and a small send buffer on the writer: 4 MiB
     // cannot go in one sendmsg, so the array is advanced mid-piece and resubmitted.
-    auto receiver =
-        ucoro_test::connect_with_receive_buffer(*context, server.local_address(), 4096);
+    auto receiver = ucoro_test::connect_with_receive_buffer(*context, server.local_address(), 4096);
     auto accepted = context->block_on([&]() -> task<ucoro::io_result<ucoro::net::socket>> {
         co_return co_await server.accept();
     }());
@@ -81,8 +80,8 @@ TEST_CASE("send_all_gather delivers uneven pieces in order to a peer that reads 
     CHECK(received.end_of_stream);
     UCORO_CHECK_SAME_BYTES(received.bytes, payload);
     // Every CQE was a recv, the close or one sendmsg: more than one means it resubmitted.
-    const std::uint64_t sends = context->stats().completions - completions_before -
-                                received.recv_calls - 1;
+    const std::uint64_t sends =
+        context->stats().completions - completions_before - received.recv_calls - 1;
     INFO("send_all_gather took " << sends << " sendmsg requests");
     CHECK(sends > 1);
 }
