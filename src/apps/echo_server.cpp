@@ -136,6 +136,8 @@ struct gather_slot {
     std::array<buffer_ring::buffer, capacity> held;
     std::array<iovec, capacity> pieces{};
     std::size_t count = 0;
+    bool ended = false; // the stream ended after these buffers
+    std::error_code end_error;
     std::optional<net::send_all_gather_operation> send;
     gather_slot* next_free = nullptr;
 };
@@ -166,6 +168,8 @@ public:
             slot->held[i].reset();
         }
         slot->count = 0;
+        slot->ended = false;
+        slot->end_error.clear();
         slot->next_free = std::exchange(m_free, slot);
     }
 
@@ -174,42 +178,47 @@ private:
     gather_slot* m_free = nullptr;
 };
 
-// A slot lent for one batch, returned however the coroutine leaves (including destruction).
+// One per thread, as the io_context.
+gather_pool& this_thread_gather_pool() {
+    static thread_local gather_pool pool;
+    return pool;
+}
+
+// A slot lent for one batch (or none), returned however the coroutine leaves, including
+// its destruction. One pointer: every byte here is in each connection's frame.
 class gather_lease {
 public:
-    gather_lease(gather_pool& pool, gather_slot* slot) noexcept : m_pool(&pool), m_slot(slot) {}
+    explicit gather_lease(gather_slot* slot) noexcept : m_slot(slot) {}
     gather_lease(const gather_lease&) = delete;
     gather_lease& operator=(const gather_lease&) = delete;
     ~gather_lease() {
         if (m_slot != nullptr) {
-            m_pool->release(m_slot);
+            this_thread_gather_pool().release(m_slot);
         }
     }
     gather_slot* get() const noexcept { return m_slot; }
 
 private:
-    gather_pool* m_pool;
     gather_slot* m_slot;
 };
 
 // Moves `first` and the buffers already waiting in `stream` into `slot`, until the stream
-// has none or the slot is full; true if the stream ended (end_error says how). Not a
-// coroutine, so its temporaries take no room in the connection's frame.
-bool fill_batch(gather_slot& slot, buffer_ring::buffer first, net::recv_stream& stream,
-                std::error_code& end_error) {
+// has none or the slot is full, noting whether the stream ended. Not a coroutine, so its
+// temporaries take no room in the connection's frame.
+void fill_batch(gather_slot& slot, buffer_ring::buffer first, net::recv_stream& stream) {
     slot.held[slot.count++] = std::move(first);
     while (slot.count < gather_slot::capacity) {
         auto waiting = stream.try_next();
         if (!waiting) {
-            return false;
+            return;
         }
         if (waiting->error || waiting->value.empty()) {
-            end_error = waiting->error; // echo what came before the end, then stop
-            return true;
+            slot.ended = true; // echo what came before the end, then stop
+            slot.end_error = waiting->error;
+            return;
         }
         slot.held[slot.count++] = std::move(waiting->value);
     }
-    return false;
 }
 
 // Awaits an operation that lives elsewhere (in a slot): GCC 12 copies an lvalue awaiter
@@ -246,31 +255,29 @@ await_in_place prepare_gather(gather_slot& slot, net::socket& connection) {
 // arrived while an echo was being sent wait in the stream; they go back together, in one
 // gather send (one request, one completion) instead of one send each.
 task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool gather) {
-    static thread_local gather_pool pool; // one per thread, as the io_context
     auto stream = connection.recv_multishot(ring);
     while (true) {
         auto [recv_error, buffer] = co_await stream.next();
         if (recv_error || buffer.empty()) {
             co_return recv_error; // an empty buffer: the peer closed its side
         }
-        gather_slot* slot = gather && stream.ready() > 0 ? pool.acquire() : nullptr;
-        if (slot == nullptr) {
+        const gather_lease lease(gather && stream.ready() > 0 ? this_thread_gather_pool().acquire()
+                                                              : nullptr);
+        if (lease.get() == nullptr) {
             auto [send_error, sent] = co_await connection.send_all(buffer.bytes());
             if (send_error) {
                 co_return send_error;
             }
             continue; // `buffer` goes back to the ring as it goes out of scope
         }
-        const gather_lease lease(pool, slot);
-        std::error_code end_error;
-        const bool ended = fill_batch(*slot, std::move(buffer), stream, end_error);
-        // The awaiter lives in the slot: the frame keeps only a reference to it.
-        auto [send_error, sent] = co_await prepare_gather(*slot, connection);
+        fill_batch(*lease.get(), std::move(buffer), stream);
+        // The awaiter lives in the slot: the frame keeps only a pointer to it.
+        auto [send_error, sent] = co_await prepare_gather(*lease.get(), connection);
         if (send_error) {
             co_return send_error;
         }
-        if (ended) {
-            co_return end_error;
+        if (lease.get()->ended) {
+            co_return lease.get()->end_error;
         }
     }
 }
