@@ -12,6 +12,7 @@
 #include <span>
 #include <system_error>
 
+#include "echo_server.hpp"
 #include "support/loopback.hpp"
 #include "support/ring_support.hpp"
 #include "ucoro/buffer_ring.hpp"
@@ -287,5 +288,35 @@ TEST_CASE("a batched ring-based echo (gather sends) allocates nothing per messag
     CHECK(result.allocations == 0);
     INFO(gathers << " gather sends over " << warm_up + counted << " messages");
     CHECK(gathers > 0); // the batched path was really taken
+    CHECK(ring.available() == ring.count());
+}
+
+TEST_CASE("the echo server's fast path, with its pooled gather sends, allocates nothing per "
+          "message") {
+    auto context = ucoro_test::make_ring_context();
+    if (!context || !ucoro_test::multishot_recv_or_skip(*context)) {
+        return;
+    }
+    // The server's own connection coroutine: 16 KiB messages into 4 KiB buffers, so that
+    // batches borrow a slot from its pool (allocated once, during the warm-up).
+    ucoro::buffer_ring ring(*context, {.count = 64, .buffer_size = 4096});
+    ucoro::net::listener server(*context, ucoro::net::address::ipv4_loopback(0));
+    auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+    pair.server.set_no_delay(); // as the server's accept loop does
+
+    constexpr std::size_t warm_up = 1000;
+    constexpr std::size_t counted = 10000;
+    client_result result;
+    g_allocations = 0;
+    ucoro::apps::echo_server_stats stats;
+    context->spawn(
+        ucoro::apps::echo_connection(std::move(pair.server), /*quiet=*/true, stats, &ring));
+    context->spawn(ping(pair.client, max_message_size, warm_up + counted, counted, result));
+    context->run();
+
+    CHECK_FALSE(result.error);
+    CHECK(result.mismatches == 0);
+    CHECK(result.allocations == 0);
+    CHECK(stats.closed == 1);
     CHECK(ring.available() == ring.count());
 }
