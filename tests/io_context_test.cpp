@@ -26,13 +26,16 @@
 #include <utility>
 #include <vector>
 
+#include "support/context.hpp"
 #include "support/counting.hpp"
+#include "support/loopback.hpp"
 #include "support/stderr_capture.hpp"
 #include "support/unique_fd.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/recv.hpp"
+#include "ucoro/net/socket.hpp"
 #include "ucoro/poll.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
@@ -731,4 +734,39 @@ TEST_CASE("a coroutine that is always ready does not starve completions") {
     INFO("turns spent yielding: " << turns);
     CHECK(woke);
     CHECK(turns < 100000);
+}
+
+// With the ring's fd registered, liburing enters through the registered index (enter_ring_fd
+// differs from ring_fd); switched off, through the fd. Either way the loop must work: a
+// timeout and a byte-exact exchange over loopback.
+TEST_CASE("the ring's descriptor is registered where the kernel allows, and can be switched off") {
+    for (const bool registered : {true, false}) {
+        INFO("register_ring_fd = " << registered);
+        auto context = ucoro_test::make_context({.register_ring_fd = registered});
+        if (!context) {
+            return;
+        }
+        const io_uring& ring = ucoro::detail::native_ring(*context);
+        if (registered && !context->features().registered_ring_fd) {
+            WARN("SKIPPED: registering the ring fd (IORING_REGISTER_RING_FDS) needs Linux 5.18");
+            continue;
+        }
+        CHECK(context->features().registered_ring_fd == registered);
+        CHECK((ring.enter_ring_fd != ring.ring_fd) == registered);
+
+        ucoro::net::listener server(*context, ucoro::net::address::ipv4_loopback(0));
+        auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+        const auto message = ucoro_test::to_bytes("through the registered ring?");
+        const auto received = context->block_on([&]() -> ucoro::task<ucoro_test::read_result> {
+            const auto slept = co_await ucoro::sleep_for(*context, std::chrono::milliseconds(1));
+            CHECK_FALSE(slept);
+            auto [error, sent] = co_await pair.client.send_all(message);
+            REQUIRE_FALSE(error);
+            REQUIRE(sent == message.size());
+            (void)co_await pair.client.close();
+            co_return co_await ucoro_test::read_until_end(pair.server, 64, 1024);
+        }());
+        CHECK(received.end_of_stream);
+        UCORO_CHECK_SAME_BYTES(received.bytes, message);
+    }
 }

@@ -48,6 +48,10 @@ struct io_context_options {
     /// Use multishot receive where the kernel has it (6.0); false makes each receive into a
     /// buffer ring a single-shot request, re-armed after every completion.
     bool multishot_recv = true;
+    /// Register the ring's own descriptor with the kernel (io_uring_register_ring_fd, 5.18)
+    /// where it can be, so that each io_uring_enter skips the file-table lookup and
+    /// reference count of the ring's fd; false forces the plain descriptor.
+    bool register_ring_fd = true;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
     std::FILE* trace = nullptr;

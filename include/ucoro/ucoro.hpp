@@ -13,6 +13,7 @@
 #include "ucoro/net/recv.hpp"
 #include "ucoro/net/recv_stream.hpp"
 #include "ucoro/net/send.hpp"
+#include "ucoro/net/send_gather.hpp"
 #include "ucoro/net/shutdown.hpp"
 #include "ucoro/net/socket.hpp"
 #include "ucoro/poll.hpp"

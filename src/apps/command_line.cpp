@@ -44,9 +44,10 @@ void raise_open_file_limit() noexcept {
     }
 }
 
-std::unique_ptr<io_context> open_context(const program_info& program) {
+std::unique_ptr<io_context> open_context(const program_info& program,
+                                         const io_context_options& options) {
     try {
-        return std::make_unique<io_context>();
+        return std::make_unique<io_context>(options);
     } catch (const std::system_error& e) {
         fmt::print(stderr, "{}: {}\n", program.name, describe_io_uring_error(e.code().value()));
         return nullptr;

@@ -39,6 +39,7 @@ void raise_open_file_limit() noexcept;
 
 /// Sets up the io_context, or prints one line naming why io_uring is unavailable (EPERM,
 /// ENOMEM, ENOSYS and what to do about each) and returns null.
-std::unique_ptr<io_context> open_context(const program_info& program);
+std::unique_ptr<io_context> open_context(const program_info& program,
+                                         const io_context_options& options = {});
 
 } // namespace ucoro::apps

@@ -34,6 +34,11 @@ io_context::~io_context() {
             m_spawned_head->handle().destroy(); // its promise unlinks itself
         }
     }
+    if (m_features.registered_ring_fd) {
+        // Explicitly, not trusting queue_exit to: a registration left behind would keep
+        // the ring alive in this thread until it exits.
+        (void)io_uring_unregister_ring_fd(&m_ring);
+    }
     io_uring_queue_exit(&m_ring);
 }
 

@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -331,7 +332,9 @@ bool ensure_fd_limit(rlim_t wanted) {
 // where the kernel has it) or --simple (recv into each connection's own buffer).
 enum class server_path { fast, simple };
 
-void run_load(const char* name, const load_plan& plan, server_path path) {
+// `disable`: a --disable list for the server; `expect`: what its -v report must then say.
+void run_load(const char* name, const load_plan& plan, server_path path,
+              std::string_view disable = {}, std::string_view expect = {}) {
     if (!ensure_fd_limit(2 * connection_count + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low for " << connection_count << " connections");
         return;
@@ -347,6 +350,9 @@ void run_load(const char* name, const load_plan& plan, server_path path) {
     std::vector<std::string> argv{UCORO_ECHO_SERVER, "-q", "-v", "127.0.0.1", "0"};
     if (path == server_path::simple) {
         argv.insert(argv.begin() + 1, "--simple");
+    }
+    if (!disable.empty()) {
+        argv.insert(argv.begin() + 1, {"--disable", std::string(disable)});
     }
     ucoro_test::child_process server(argv);
     const auto line = server.read_stdout_line();
@@ -389,8 +395,13 @@ void run_load(const char* name, const load_plan& plan, server_path path) {
     // -v names the path the server took: the test must exercise the one it claims to.
     if (path == server_path::simple) {
         CHECK_THAT(server.stdout_text(), Catch::Contains("receive path: simple"));
+    } else if (disable == "buffer-rings") {
+        CHECK_THAT(server.stdout_text(), Catch::Contains("receive path: simple, because"));
     } else if (context->features().buffer_rings) {
         CHECK_THAT(server.stdout_text(), Catch::Contains("receive path: buffer ring"));
+    }
+    if (!expect.empty()) {
+        CHECK_THAT(server.stdout_text(), Catch::Contains(std::string(expect)));
     }
 }
 
@@ -458,4 +469,49 @@ TEST_CASE("echo server returns 64 KiB messages on 1000 connections", "[echo_serv
 TEST_CASE("echo server --simple returns 64 KiB messages on 1000 connections",
           "[echo_server][load]") {
     run_load("64 KiB messages, --simple", large_messages(), server_path::simple);
+}
+
+// Each feature forced off in turn, so that every fallback serves real load on a kernel that
+// has them all. Random chunks: small and large writes, several buffers per arrival.
+TEST_CASE("echo server --disable multishot-accept still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable multishot-accept", random_chunks(), server_path::fast, "multishot-accept",
+             "multishot accept off");
+}
+
+TEST_CASE("echo server --disable multishot-recv still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable multishot-recv", random_chunks(), server_path::fast, "multishot-recv",
+             "single-shot receive");
+}
+
+TEST_CASE("echo server --disable buffer-rings still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable buffer-rings", random_chunks(), server_path::fast, "buffer-rings",
+             "gather send off");
+}
+
+TEST_CASE("echo server --disable register-ring-fd still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable register-ring-fd", random_chunks(), server_path::fast, "register-ring-fd",
+             "registered ring fd off");
+}
+
+TEST_CASE("echo server --disable gather-send still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable gather-send", random_chunks(), server_path::fast, "gather-send",
+             "gather send off");
+}
+
+TEST_CASE("echo server --disable with every feature still echoes 64 KiB messages on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable everything", large_messages(), server_path::fast,
+             "multishot-accept,multishot-recv,register-ring-fd,gather-send",
+             "multishot accept off, registered ring fd off, gather send off");
 }

@@ -42,8 +42,9 @@ using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr std::string_view server_usage =
-    "usage: ucoro-echo-server [-q] [-v] [--simple] [--idle-timeout SECONDS] "
-    "[--send-timeout SECONDS] [--max-connections N] [--drain-timeout SECONDS] HOST PORT";
+    "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
+    "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
+    "[--drain-timeout SECONDS] HOST PORT";
 
 // The fast path (multishot receive into the shared ring) or --simple (recv + send_all).
 enum class server_path { fast, simple };

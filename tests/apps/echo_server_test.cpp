@@ -48,8 +48,9 @@ using ucoro_test::split_lines;
 using ucoro_test::unique_fd;
 
 constexpr std::string_view server_usage =
-    "usage: ucoro-echo-server [-q] [-v] [--simple] [--idle-timeout SECONDS] "
-    "[--send-timeout SECONDS] [--max-connections N] [--drain-timeout SECONDS] HOST PORT";
+    "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
+    "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
+    "[--drain-timeout SECONDS] HOST PORT";
 
 completed_run run_server(std::vector<std::string> args) {
     args.insert(args.begin(), UCORO_ECHO_SERVER);
@@ -239,6 +240,35 @@ TEST_CASE("echo server with an unknown option exits 2", "[echo_server][cli]") {
     CHECK(run.out.empty());
     CHECK_THAT(run.err, Contains("unknown option '--bogus'"));
     CHECK_THAT(run.err, Contains(std::string(server_usage)));
+}
+
+TEST_CASE("echo server --disable rejects an unknown or missing feature with usage and exit 2",
+          "[echo_server][cli]") {
+    for (const auto& [args, reason] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"--disable", "bogus", "127.0.0.1", "0"}, "unknown feature 'bogus' for --disable"},
+             {{"--disable", "gather-send,", "127.0.0.1", "0"}, "unknown feature '' for --disable"},
+             {{"--disable", "gather-send,nope", "127.0.0.1", "0"},
+              "unknown feature 'nope' for --disable"},
+             {{"127.0.0.1", "0", "--disable"}, "--disable needs one of: multishot-accept"},
+         }) {
+        INFO("arguments end with " << args.back());
+        const completed_run run = run_server(args);
+        REQUIRE(run.status.exited);
+        CHECK(run.status.code == 2);
+        CHECK(run.out.empty());
+        CHECK_THAT(run.err, Contains(reason));
+        CHECK_THAT(run.err, Contains(std::string(server_usage)));
+    }
+}
+
+TEST_CASE("echo server --help lists every feature --disable accepts", "[echo_server][cli]") {
+    const completed_run run = run_server({"--help"});
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 0);
+    for (const char* feature : {"multishot-accept", "multishot-recv", "buffer-rings",
+                                "register-ring-fd", "gather-send"}) {
+        CHECK_THAT(run.out, Contains(feature));
+    }
 }
 
 TEST_CASE("echo server with an invalid port exits 2", "[echo_server][cli]") {

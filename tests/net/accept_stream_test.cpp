@@ -2,15 +2,22 @@
 // re-arming after the request ends, stop(), and dropping the stream with its request armed.
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <set>
+#include <span>
+#include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -22,6 +29,7 @@
 #include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/accept_stream.hpp"
+#include "ucoro/net/connect.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/poll.hpp"
 #include "ucoro/task.hpp"
@@ -289,4 +297,124 @@ TEST_CASE("a stream dropped when its cancel cannot be queued is still cancelled,
     CHECK_FALSE(faults.armed); // the failure was injected
     context->run();
     CHECK(context->in_flight() == 0);
+}
+
+namespace {
+
+constexpr std::size_t thousand = 1000;
+
+/// Raises the soft open-file limit to `wanted` if the hard limit allows.
+bool ensure_fd_limit(rlim_t wanted) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return false;
+    }
+    if (limit.rlim_cur >= wanted) {
+        return true;
+    }
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
+        return false;
+    }
+    limit.rlim_cur = wanted;
+    return ::setrlimit(RLIMIT_NOFILE, &limit) == 0;
+}
+
+struct thousand_run {
+    std::set<std::string> accepted_peers;   // as the accept stream reported them
+    std::set<std::string> client_addresses; // each client's own local address
+    std::size_t echoed = 0;                 // clients that got their 4 bytes back intact
+    std::size_t server_errors = 0;
+    std::size_t client_errors = 0;
+};
+
+/// The server's side of one connection: echoes the 4 bytes its client sends, then closes.
+task<void> echo_four(ucoro::net::socket connection, thousand_run& run) {
+    std::array<std::byte, 4> bytes{};
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+        auto [error, n] = co_await connection.recv(std::span(bytes).subspan(got));
+        if (error || n == 0) {
+            ++run.server_errors;
+            co_return;
+        }
+        got += n;
+    }
+    auto [send_error, sent] = co_await connection.send_all(bytes);
+    if (send_error) {
+        ++run.server_errors;
+    }
+    (void)co_await connection.close();
+}
+
+/// One multishot stream accepts all thousand; each connection gets its own echo task.
+task<void> accept_thousand(io_context& context, listener& server, thousand_run& run) {
+    auto connections = server.accept_multishot();
+    for (std::size_t i = 0; i < thousand; ++i) {
+        auto [error, connection] = co_await connections.next();
+        if (error) {
+            ++run.server_errors;
+            continue;
+        }
+        run.accepted_peers.insert(connection.peer_address().to_string());
+        context.spawn(echo_four(std::move(connection), run));
+    }
+}
+
+task<void> client(io_context& context, const address& target, std::uint32_t index,
+                  thousand_run& run) {
+    auto [error, connection] = co_await ucoro::net::connect(context, target);
+    if (error) {
+        ++run.client_errors;
+        co_return;
+    }
+    run.client_addresses.insert(connection.local_address().to_string());
+    std::array<std::byte, 4> message{};
+    std::memcpy(message.data(), &index, sizeof index);
+    auto [send_error, sent] = co_await connection.send_all(message);
+    if (send_error) {
+        ++run.client_errors;
+        co_return;
+    }
+    // The server closes after its echo: read to end of stream, so a duplicate would show.
+    const auto received = co_await ucoro_test::read_until_end(connection, 4, 8);
+    if (received.end_of_stream && received.bytes.size() == message.size() &&
+        std::equal(message.begin(), message.end(), received.bytes.begin())) {
+        ++run.echoed;
+    } else {
+        ++run.client_errors;
+    }
+    (void)co_await connection.close();
+}
+
+} // namespace
+
+TEST_CASE("one multishot accept takes 1,000 connections, each echoed and each peer matched") {
+    if (!ensure_fd_limit(2 * thousand + 256)) {
+        WARN("SKIPPED: RLIMIT_NOFILE is too low for " << thousand << " connections");
+        return;
+    }
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    if (!context->features().multishot_accept) {
+        WARN("SKIPPED: this kernel has no multishot accept (Linux 5.19)");
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    thousand_run run;
+    const std::uint64_t submits_before = context->stats().submit_calls;
+    context->spawn(accept_thousand(*context, server, run));
+    for (std::uint32_t i = 0; i < thousand; ++i) {
+        context->spawn(client(*context, server.local_address(), i, run));
+    }
+    context->run();
+
+    CHECK(run.server_errors == 0);
+    CHECK(run.client_errors == 0);
+    CHECK(run.echoed == thousand);
+    CHECK(run.accepted_peers.size() == thousand);
+    CHECK(run.accepted_peers == run.client_addresses);
+    CHECK(context->in_flight() == 0);
+    INFO("io_uring_enter calls: " << context->stats().submit_calls - submits_before);
 }

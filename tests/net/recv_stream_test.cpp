@@ -3,6 +3,7 @@
 // and the single-shot fallback.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
 
 using ucoro::buffer_ring;
@@ -373,4 +375,63 @@ TEST_CASE("a stream keeps its ring's memory alive when the buffer_ring is destro
     // ring's memory and registration.
     context->run();
     CHECK(context->in_flight() == 0);
+}
+
+TEST_CASE("try_next takes the buffers already waiting, in order, without suspending") {
+    auto context = ucoro_test::make_ring_context();
+    if (!context || !ucoro_test::multishot_recv_or_skip(*context)) {
+        return;
+    }
+    // 200 bytes into 16-byte buffers: 13 buffers and the end of stream, all delivered in
+    // one burst because the bytes are in the socket before the request is armed.
+    buffer_ring ring(*context, {.count = 32, .buffer_size = 16, .stream_queue_limit = 32});
+    listener server(*context, address::ipv4_loopback(0));
+    auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+    const auto payload = ucoro_test::make_pattern(200, 4242);
+
+    std::vector<std::byte> received;
+    std::size_t taken_without_waiting = 0;
+    bool end_of_stream = false;
+    context->block_on([&]() -> task<void> {
+        std::error_code send_error;
+        co_await send_and_close(pair.client, payload, send_error);
+        REQUIRE_FALSE(send_error);
+
+        auto stream = pair.server.recv_multishot(ring);
+        CHECK(stream.ready() == 0);
+        CHECK_FALSE(stream.try_next().has_value()); // nothing yet, and nothing armed
+        for (std::size_t round = 0; round <= payload.size() && !end_of_stream; ++round) {
+            auto [error, buffer] = co_await stream.next();
+            REQUIRE_FALSE(error);
+            if (buffer.empty()) {
+                end_of_stream = true;
+                break;
+            }
+            received.insert(received.end(), buffer.bytes().begin(), buffer.bytes().end());
+            buffer.reset();
+            // One turn of the loop (not a wait for data: it is all there), so that the
+            // rest of the burst, dispatched after the completion that resumed us, queues.
+            (void)co_await ucoro::sleep_for(*context, std::chrono::milliseconds(1));
+            const std::size_t ready = stream.ready();
+            std::size_t popped = 0;
+            while (auto waiting = stream.try_next()) {
+                ++popped;
+                REQUIRE_FALSE(waiting->error);
+                if (waiting->value.empty()) {
+                    end_of_stream = true;
+                    break;
+                }
+                ++taken_without_waiting;
+                received.insert(received.end(), waiting->value.bytes().begin(),
+                                waiting->value.bytes().end());
+            }
+            if (!end_of_stream) {
+                CHECK(popped == ready);
+            }
+        }
+    }());
+    CHECK(end_of_stream);
+    UCORO_CHECK_SAME_BYTES(received, payload);
+    CHECK(taken_without_waiting > 0);
+    CHECK(ring.available() == ring.count());
 }

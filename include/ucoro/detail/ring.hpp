@@ -19,6 +19,10 @@ struct ring_features {
     bool buffer_rings = false;
     /// IORING_RECV_MULTISHOT (Linux 6.0): one receive request, one CQE per arrival.
     bool multishot_recv = false;
+    /// IORING_REGISTER_RING_FDS (Linux 5.18): io_uring_enter finds the ring by its index in
+    /// this thread's registered rings instead of looking its fd up. Per thread, which suits
+    /// io_context (used on one thread).
+    bool registered_ring_fd = false;
 };
 
 /// Sets up `ring` with the best flags this kernel accepts and checks that every opcode

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <coroutine>
+#include <optional>
 
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/detail/multishot.hpp"
@@ -46,6 +47,13 @@ public:
     /// The next buffer of received bytes (empty at end of stream), or an error.
     [[nodiscard]] next_awaiter next() noexcept;
 
+    /// How many results wait in the stream now: that many try_next() calls succeed.
+    std::size_t ready() const noexcept;
+    /// The next result if one is already waiting, without suspending; otherwise nothing
+    /// (then co_await next(), which also re-arms the request when needed). A consumer that
+    /// sends its echo with one gather send takes every buffer waiting this way.
+    [[nodiscard]] std::optional<io_result<buffer_ring::buffer>> try_next() noexcept;
+
 private:
     class request;
     detail::multishot_ptr<request> m_request;
@@ -63,6 +71,10 @@ public:
     io_result<buffer_ring::buffer> await_resume() noexcept;
 
 private:
+    /// A completion of the request as the value next() and try_next() give.
+    static io_result<buffer_ring::buffer> to_result(detail::buffer_ring_state& ring,
+                                                    const detail::completion& c) noexcept;
+
     friend class recv_stream;
     next_awaiter(detail::buffer_ring_state& ring, detail::multishot_operation& op) noexcept
         : m_ring(&ring), m_next{op} {}

@@ -10,6 +10,7 @@
 #include "ucoro/net/recv.hpp"
 #include "ucoro/net/recv_stream.hpp"
 #include "ucoro/net/send.hpp"
+#include "ucoro/net/send_gather.hpp"
 #include "ucoro/net/shutdown.hpp"
 
 namespace ucoro {
@@ -55,6 +56,11 @@ public:
     }
     send_all_operation send_all(std::span<const std::byte> bytes) noexcept {
         return {m_context, m_fd, bytes};
+    }
+    /// Sends every byte of several buffers with sendmsg (send_gather.hpp); advances
+    /// `buffers` in place, so it must stay alive until the await completes.
+    send_all_gather_operation send_all_gather(std::span<iovec> buffers) noexcept {
+        return {m_context, m_fd, buffers};
     }
     /// Half-closes: `shutdown_how::send` tells the peer we will send no more (it reads end
     /// of stream) while we can still receive.

@@ -80,6 +80,12 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
     }
     features = probe_features(*probe, options);
     io_uring_free_probe(probe);
+    // Tried rather than probed: the call says whether the kernel has it (EINVAL before
+    // 5.18) and liburing then enters through the registered index by itself. A refusal
+    // only costs the optimisation. ~io_context unregisters it.
+    if (options.register_ring_fd) {
+        features.registered_ring_fd = io_uring_register_ring_fd(&ring) == 1;
+    }
     return 0;
 }
 

@@ -3,7 +3,9 @@
 #include <liburing.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "ucoro/io_context.hpp"
@@ -149,13 +151,29 @@ recv_stream::next_awaiter recv_stream::next() noexcept {
     return {m_request->ring(), *m_request};
 }
 
+std::size_t recv_stream::ready() const noexcept {
+    return m_request->queued();
+}
+
+std::optional<io_result<buffer_ring::buffer>> recv_stream::try_next() noexcept {
+    if (!m_request->has_completion()) {
+        return std::nullopt;
+    }
+    return next_awaiter::to_result(m_request->ring(), m_request->pop());
+}
+
 io_result<buffer_ring::buffer> recv_stream::next_awaiter::await_resume() noexcept {
-    const detail::completion c = m_next.await_resume();
+    return to_result(*m_ring, m_next.await_resume());
+}
+
+io_result<buffer_ring::buffer>
+recv_stream::next_awaiter::to_result(detail::buffer_ring_state& ring,
+                                     const detail::completion& c) noexcept {
     buffer_ring::buffer received;
     if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
         // Taken even when empty or failed, so that its destructor gives it back.
         received = buffer_ring::buffer(
-            *m_ring, static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT),
+            ring, static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT),
             c.result > 0 ? static_cast<std::size_t>(c.result) : 0);
     }
     if (c.result < 0) {

@@ -1,0 +1,119 @@
+// socket::send_all_gather over loopback: every byte of uneven pieces to a slow reader (so
+// the gather send really is resubmitted part-way through a piece), and nothing at all.
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include "support/loopback.hpp"
+#include "ucoro/io_context.hpp"
+#include "ucoro/net/listener.hpp"
+#include "ucoro/net/socket.hpp"
+#include "ucoro/task.hpp"
+
+using ucoro::task;
+using ucoro::net::address;
+using ucoro::net::listener;
+
+TEST_CASE("send_all_gather delivers uneven pieces in order to a peer that reads 512 bytes at a "
+          "time") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    // A small receive buffer on the reader and a small send buffer on the writer: 4 MiB
+    // cannot go in one sendmsg, so the array is advanced mid-piece and resubmitted.
+    auto receiver = ucoro_test::connect_with_receive_buffer(*context, server.local_address(), 4096);
+    auto accepted = context->block_on([&]() -> task<ucoro::io_result<ucoro::net::socket>> {
+        co_return co_await server.accept();
+    }());
+    REQUIRE_FALSE(accepted.error);
+    auto sender = std::move(accepted.value);
+    ucoro_test::set_int_option(sender.native_handle(), SOL_SOCKET, SO_SNDBUF, 4096);
+
+    constexpr std::size_t total = 4 * 1024 * 1024;
+    const auto payload = ucoro_test::make_pattern(total, 777);
+    // Pieces of odd sizes, with empty ones among them (at the front, between, at the end),
+    // which must be skipped rather than end the send.
+    std::vector<iovec> pieces;
+    pieces.push_back({nullptr, 0});
+    std::size_t offset = 0;
+    for (std::size_t size = 1; offset < total; size = size * 3 + 7) {
+        const std::size_t n = std::min(size % 300000 + 1, total - offset);
+        pieces.push_back({const_cast<std::byte*>(payload.data() + offset), n});
+        offset += n;
+        if (pieces.size() % 5 == 0) {
+            pieces.push_back({nullptr, 0});
+        }
+    }
+    pieces.push_back({nullptr, 0});
+    INFO(pieces.size() << " pieces");
+
+    std::error_code send_error = std::make_error_code(std::errc::io_error);
+    std::size_t sent = 0;
+    ucoro_test::read_result received;
+    auto writer = [&]() -> task<void> {
+        auto [error, n] = co_await sender.send_all_gather(pieces);
+        send_error = error;
+        sent = n;
+        (void)co_await sender.close(); // the reader stops at end of stream
+    };
+    auto reader = [&]() -> task<void> {
+        received = co_await ucoro_test::read_until_end(receiver, 512, total + 1);
+    };
+    const std::uint64_t completions_before = context->stats().completions;
+    context->spawn(writer());
+    context->spawn(reader());
+    context->run();
+
+    CHECK_FALSE(send_error);
+    CHECK(sent == total);
+    CHECK_FALSE(received.error);
+    CHECK(received.end_of_stream);
+    UCORO_CHECK_SAME_BYTES(received.bytes, payload);
+    // Every CQE was a recv, the close or one sendmsg: more than one means it resubmitted.
+    const std::uint64_t sends =
+        context->stats().completions - completions_before - received.recv_calls - 1;
+    INFO("send_all_gather took " << sends << " sendmsg requests");
+    CHECK(sends > 1);
+}
+
+TEST_CASE("send_all_gather of nothing, or of empty pieces only, completes with 0 at once") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+    const auto marker = ucoro_test::to_bytes("!?");
+
+    const auto received = context->block_on([&]() -> task<ucoro_test::read_result> {
+        const std::uint64_t completions_before = context->stats().completions;
+        auto [none_error, none_sent] = co_await pair.client.send_all_gather({});
+        CHECK_FALSE(none_error);
+        CHECK(none_sent == 0);
+        std::array<iovec, 2> empty{{{nullptr, 0}, {nullptr, 0}}};
+        auto [empty_error, empty_sent] = co_await pair.client.send_all_gather(empty);
+        CHECK_FALSE(empty_error);
+        CHECK(empty_sent == 0);
+        CHECK(context->stats().completions == completions_before); // nothing was submitted
+        std::array<iovec, 2> two{{{const_cast<std::byte*>(marker.data()), 1},
+                                  {const_cast<std::byte*>(marker.data() + 1), 1}}};
+        auto [marker_error, marker_sent] = co_await pair.client.send_all_gather(two);
+        REQUIRE_FALSE(marker_error);
+        REQUIRE(marker_sent == marker.size());
+        const std::error_code close_error = co_await pair.client.close();
+        REQUIRE_FALSE(close_error);
+        co_return co_await ucoro_test::read_until_end(pair.server, 64, 1024);
+    }());
+    CHECK(received.end_of_stream);
+    UCORO_CHECK_SAME_BYTES(received.bytes, marker);
+}
