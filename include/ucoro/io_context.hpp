@@ -172,6 +172,7 @@ public:
     /// Counters, for tests, benchmarks and the server's -v report.
     struct statistics {
         std::uint64_t submit_calls = 0;         // io_uring_enter calls the loop made
+        std::uint64_t submissions = 0;          // SQEs those calls handed to the kernel
         std::uint64_t completions = 0;          // CQEs seen
         std::uint64_t cq_overflows = 0;         // CQEs that waited in the kernel's overflow
                                                 // list because the CQ was full

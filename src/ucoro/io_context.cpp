@@ -169,6 +169,7 @@ void io_context::submit_pending(unsigned wait_for) {
                                   : io_uring_submit_and_get_events(&m_ring);
         }
         if (result >= 0 || result == -ETIME) {
+            m_stats.submissions += result > 0 ? static_cast<unsigned>(result) : 0U;
             return;
         }
         if (result == -EINTR) {

@@ -332,6 +332,28 @@ bool ensure_fd_limit(rlim_t wanted) {
 // where the kernel has it) or --simple (recv into each connection's own buffer).
 enum class server_path { fast, simple };
 
+// The counters -v prints at exit: "io_uring_enter calls: N, SQEs: S (x per enter), CQEs: C
+// (y per enter), ...". Every connection took at least one accept completion and one
+// receive; a counter that stayed 0 was not counted.
+void check_loop_counters(const std::string& out) {
+    const auto field = [&](std::string_view label) -> std::optional<std::uint64_t> {
+        const std::size_t at = out.find(label);
+        if (at == std::string::npos) {
+            return std::nullopt;
+        }
+        return std::stoull(out.substr(at + label.size()));
+    };
+    const auto enters = field("io_uring_enter calls: ");
+    const auto sqes = field(", SQEs: ");
+    const auto cqes = field(", CQEs: ");
+    REQUIRE(enters);
+    REQUIRE(sqes);
+    REQUIRE(cqes);
+    CHECK(*enters > 0);
+    CHECK(*cqes >= 2 * connection_count);
+    CHECK(*sqes > 0);
+}
+
 // `disable`: a --disable list for the server; `expect`: what its -v report must then say.
 void run_load(const char* name, const load_plan& plan, server_path path,
               std::string_view disable = {}, std::string_view expect = {}) {
@@ -403,6 +425,7 @@ void run_load(const char* name, const load_plan& plan, server_path path,
     if (!expect.empty()) {
         CHECK_THAT(server.stdout_text(), Catch::Contains(std::string(expect)));
     }
+    check_loop_counters(server.stdout_text());
 }
 
 // The three loads, each run against both server paths.
