@@ -52,6 +52,10 @@ struct io_context_options {
     /// where it can be, so that each io_uring_enter skips the file-table lookup and
     /// reference count of the ring's fd; false forces the plain descriptor.
     bool register_ring_fd = true;
+    /// Pass MSG_WAITALL on send_all and send_all_gather, so that the kernel retries a short
+    /// send itself (waiting for socket buffer space) instead of posting a short completion
+    /// that ucoro resubmits (ring_features::send_waitall); false forces the plain flags.
+    bool send_waitall = true;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
     std::FILE* trace = nullptr;
