@@ -41,7 +41,7 @@ constexpr std::chrono::milliseconds default_drain_timeout{5000};
 // The optional kernel features and fast-path techniques --disable can force off, so that
 // each fallback runs (and is tested) on a kernel that has them all.
 constexpr std::string_view disable_features =
-    "multishot-accept, multishot-recv, buffer-rings, register-ring-fd, gather-send, send-waitall";
+    "multishot-accept, multishot-recv, buffer-rings, register-ring-fd, gather-send";
 
 // Applies one comma-separated --disable list; false on a name it does not know.
 bool apply_disable_list(std::string_view list, io_context_options& options, bool& gather_send,
@@ -57,8 +57,6 @@ bool apply_disable_list(std::string_view list, io_context_options& options, bool
             options.buffer_rings = false;
         } else if (name == "register-ring-fd") {
             options.register_ring_fd = false;
-        } else if (name == "send-waitall") {
-            options.send_waitall = false;
         } else if (name == "gather-send") {
             gather_send = false;
         } else {
@@ -681,11 +679,10 @@ int echo_server_main(int argc, char** argv) {
         if (verbose) {
             fmt::print("receive path: {}\n", path);
             const auto& features = context->features();
-            fmt::print("features: multishot accept {}, registered ring fd {}, gather send {}, "
-                       "send waitall {}\n",
+            fmt::print("features: multishot accept {}, registered ring fd {}, gather send {}\n",
                        features.multishot_accept ? "on" : "off",
                        features.registered_ring_fd ? "on" : "off",
-                       ring && g_gather_send ? "on" : "off", features.send_waitall ? "on" : "off");
+                       ring && g_gather_send ? "on" : "off");
         }
 
         echo_server_stats stats;

@@ -508,17 +508,10 @@ TEST_CASE("echo server --disable gather-send still echoes 1 MiB per connection o
              "gather send off");
 }
 
-TEST_CASE("echo server --disable send-waitall still echoes 1 MiB per connection on 1000 "
-          "connections",
-          "[echo_server][load][disable]") {
-    run_load("--disable send-waitall", random_chunks(), server_path::fast, "send-waitall",
-             "send waitall off");
-}
-
 TEST_CASE("echo server --disable with every feature still echoes 64 KiB messages on 1000 "
           "connections",
           "[echo_server][load][disable]") {
     run_load("--disable everything", large_messages(), server_path::fast,
-             "multishot-accept,multishot-recv,register-ring-fd,gather-send,send-waitall",
-             "multishot accept off, registered ring fd off, gather send off, send waitall off");
+             "multishot-accept,multishot-recv,register-ring-fd,gather-send",
+             "multishot accept off, registered ring fd off, gather send off");
 }
