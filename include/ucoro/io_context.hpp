@@ -52,6 +52,12 @@ struct io_context_options {
     /// where it can be, so that each io_uring_enter skips the file-table lookup and
     /// reference count of the ring's fd; false forces the plain descriptor.
     bool register_ring_fd = true;
+    /// Pass MSG_WAITALL on send_all and send_all_gather, so that the kernel retries a short
+    /// send itself (waiting for socket buffer space) instead of posting a short completion
+    /// that ucoro resubmits (ring_features::send_waitall). Off by default: measured without
+    /// a gain on the echo server, where short sends are rare (docs/fast-path-experiments.md,
+    /// section 4); a program that sends into full socket buffers may opt in.
+    bool send_waitall = false;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
     std::FILE* trace = nullptr;

@@ -23,6 +23,12 @@ struct ring_features {
     /// this thread's registered rings instead of looking its fd up. Per thread, which suits
     /// io_context (used on one thread).
     bool registered_ring_fd = false;
+    /// MSG_WAITALL honoured by IORING_OP_SEND / IORING_OP_SENDMSG: a short send is retried
+    /// inside the kernel (io_uring/net.c keeps the bytes done and re-arms on socket space)
+    /// rather than completed short. Older kernels hand the flag to the socket, where TCP
+    /// ignores it on sends, so it is harmless there; the send_all operations resubmit a
+    /// short count either way (a signal or an error can still cut a send short).
+    bool send_waitall = false;
 };
 
 /// Sets up `ring` with the best flags this kernel accepts and checks that every opcode

@@ -31,6 +31,10 @@ ring_features probe_features(const io_uring_probe& probe, const io_context_optio
         options.buffer_rings && io_uring_opcode_supported(&probe, IORING_OP_SOCKET);
     features.multishot_recv = features.buffer_rings && options.multishot_recv &&
                               io_uring_opcode_supported(&probe, IORING_OP_SEND_ZC);
+    // The send retry on MSG_WAITALL came with the io_uring networking rework of 5.18/5.19;
+    // IORING_OP_SOCKET (5.19) stands for it, so kernels older than that send plainly.
+    features.send_waitall =
+        options.send_waitall && io_uring_opcode_supported(&probe, IORING_OP_SOCKET);
     return features;
 }
 

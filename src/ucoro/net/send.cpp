@@ -20,7 +20,10 @@ io_result<std::size_t> send_operation::await_resume() const noexcept {
 
 void send_all_operation::prepare(io_uring_sqe& sqe) noexcept {
     const auto rest = m_bytes.subspan(m_sent);
-    io_uring_prep_send(&sqe, m_fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    // MSG_WAITALL (where probed): the kernel retries a short send itself, so one request
+    // and one completion carry the whole span; resubmit_after still handles a short count.
+    const int flags = MSG_NOSIGNAL | (context().features().send_waitall ? MSG_WAITALL : 0);
+    io_uring_prep_send(&sqe, m_fd, rest.data(), rest.size(), flags);
 }
 
 bool send_all_operation::resubmit_after(int result, std::uint32_t) noexcept {

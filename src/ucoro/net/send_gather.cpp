@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <climits>
 
+#include <sys/socket.h>
+
 #include "ucoro/io_context.hpp"
 
 namespace ucoro::net {
@@ -27,7 +29,10 @@ void send_all_gather_operation::prepare(io_uring_sqe& sqe) noexcept {
     m_message.msg_iov = m_buffers.data();
     // IOV_MAX (1024) is the kernel's limit per call; the rest goes in the next round.
     m_message.msg_iovlen = std::min<std::size_t>(m_buffers.size(), IOV_MAX);
-    io_uring_prep_sendmsg(&sqe, m_fd, &m_message, MSG_NOSIGNAL);
+    // MSG_WAITALL where probed, as send_all: see send.cpp.
+    const unsigned flags =
+        MSG_NOSIGNAL | (context().features().send_waitall ? unsigned{MSG_WAITALL} : 0U);
+    io_uring_prep_sendmsg(&sqe, m_fd, &m_message, flags);
 }
 
 bool send_all_gather_operation::resubmit_after(int result, std::uint32_t) noexcept {
