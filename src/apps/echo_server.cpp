@@ -413,13 +413,21 @@ namespace {
 task<void> pause_accepting(io_context& context, server_controls* controls,
                            std::chrono::milliseconds longest) {
     sleep_operation pause = sleep_for(context, longest);
+    // Cleared however the await ends: if submitting the sleep throws (a full SQ and a failed
+    // io_uring_enter), the frame goes away with `pause`, and a pointer left behind would
+    // have the next closing connection cancel freed memory.
+    struct published {
+        server_controls* controls;
+        ~published() {
+            if (controls != nullptr) {
+                controls->accept_pause = nullptr;
+            }
+        }
+    } const publish{controls};
     if (controls != nullptr) {
         controls->accept_pause = &pause;
     }
     (void)co_await pause;
-    if (controls != nullptr) {
-        controls->accept_pause = nullptr;
-    }
 }
 
 task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
