@@ -649,6 +649,12 @@ int echo_server_main(int argc, char** argv) {
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
     raise_open_file_limit();
+    // What the connections' frames point into is declared before the context, so that it
+    // outlives the context on every path: when run() throws, ~io_context destroys the
+    // unfinished connection frames, and their deadline entries must not outlive the list.
+    echo_server_stats stats;
+    std::optional<connection_deadlines> deadlines;
+    server_controls controls;
     const auto context = open_context(program, options);
     if (!context) {
         return exit_failure;
@@ -693,15 +699,13 @@ int echo_server_main(int argc, char** argv) {
                        ring && g_gather_send ? "on" : "off");
         }
 
-        echo_server_stats stats;
-        connection_deadlines deadlines(*context, idle_timeout, send_timeout);
-        server_controls controls;
+        deadlines.emplace(*context, idle_timeout, send_timeout);
         controls.context = &*context;
-        controls.deadlines = &deadlines;
+        controls.deadlines = &*deadlines;
         controls.max_connections = max_connections;
         context->spawn(
             watch_signals(*context, signals, listener->native_handle(), controls, drain_timeout));
-        context->spawn(deadlines.sweep());
+        context->spawn(deadlines->sweep());
         context->spawn(accept_connections(*context, *listener, quiet, stats,
                                           ring ? &*ring : nullptr, &controls));
         context->run();
@@ -716,8 +720,8 @@ int echo_server_main(int argc, char** argv) {
                        ring ? ring->enobufs_rearms() : 0);
             fmt::print("connections: {} accepted, {} closed, {} idle timeouts, {} send "
                        "timeouts\n",
-                       stats.accepted, stats.closed, deadlines.idle_expired(),
-                       deadlines.send_expired());
+                       stats.accepted, stats.closed, deadlines->idle_expired(),
+                       deadlines->send_expired());
         }
         return stats.failed ? exit_failure : 0;
     } catch (const std::system_error& e) {
