@@ -367,39 +367,52 @@ void server_controls::connection_closed() noexcept {
 
 task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats,
                            buffer_ring* ring, server_controls* controls) {
-    const net::address peer = connection.peer_address();
-    if (!quiet) {
-        fmt::print("accepted connection from {}\n", peer);
-    }
-    std::error_code failure;
-    {
-        std::optional<connection_deadlines::entry> deadline;
-        if (controls != nullptr) {
-            deadline.emplace(*controls->deadlines, connection.native_handle());
-            if (controls->draining) {
-                // Accepted before the drain began, started after it shut the others down.
-                (void)::shutdown(connection.native_handle(), SHUT_RD);
+    // A connection is counted from its accept until connection_closed(), which must run
+    // however the coroutine ends, or the count leaks (an exception from a print to a broken
+    // stdout, or out of memory): a --max-connections server would stop accepting for good,
+    // and a drain would never reach 0. A catch, not a destructor: a frame that ~io_context
+    // destroys unfinished must not call into controls, which may be gone by then. Not a
+    // wrapper coroutine either: that would be one more frame per idle connection.
+    try {
+        const net::address peer = connection.peer_address();
+        if (!quiet) {
+            fmt::print("accepted connection from {}\n", peer);
+        }
+        std::error_code failure;
+        {
+            std::optional<connection_deadlines::entry> deadline;
+            if (controls != nullptr) {
+                deadline.emplace(*controls->deadlines, connection.native_handle());
+                if (controls->draining) {
+                    // Accepted before the drain began, started after it shut the others down.
+                    (void)::shutdown(connection.native_handle(), SHUT_RD);
+                }
+            }
+            connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
+            // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
+            if (ring != nullptr) {
+                failure = co_await echo_ring(connection, *ring, g_gather_send, timed);
+            } else {
+                failure = co_await echo_simple(connection, timed);
+            }
+            if (timed != nullptr) {
+                timed->closing();
+            }
+            (void)co_await connection.close();
+        }
+        ++stats.closed;
+        if (!quiet) {
+            if (failure && !is_canceled(failure)) {
+                fmt::print("closing connection to {} ({})\n", peer, failure.message());
+            } else {
+                fmt::print("closing connection to {}\n", peer);
             }
         }
-        connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
-        // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
-        if (ring != nullptr) {
-            failure = co_await echo_ring(connection, *ring, g_gather_send, timed);
-        } else {
-            failure = co_await echo_simple(connection, timed);
+    } catch (...) {
+        if (controls != nullptr) {
+            controls->connection_closed();
         }
-        if (timed != nullptr) {
-            timed->closing();
-        }
-        (void)co_await connection.close();
-    }
-    ++stats.closed;
-    if (!quiet) {
-        if (failure && !is_canceled(failure)) {
-            fmt::print("closing connection to {} ({})\n", peer, failure.message());
-        } else {
-            fmt::print("closing connection to {}\n", peer);
-        }
+        throw; // to the context's unhandled-exception handler, as before
     }
     if (controls != nullptr) {
         controls->connection_closed(); // after the line: the next "accepted" comes after it
@@ -471,7 +484,15 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
                 ++controls->live;
             }
             connection.set_no_delay(); // echo replies are small and should leave at once
-            context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));
+            try {
+                context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));
+            } catch (...) {
+                // Never started (out of memory for the frame): it will not count itself out.
+                if (controls != nullptr) {
+                    --controls->live;
+                }
+                throw;
+            }
             continue;
         }
         if (is_canceled(error)) {
