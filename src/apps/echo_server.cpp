@@ -131,7 +131,17 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
     fmt::print("caught {}, draining {} connection{} (up to {} ms; again to stop at once)\n",
                signal_name(signal_number), live, live == 1 ? "" : "s", drain_timeout.count());
     controls.draining = true;
-    context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
+    try {
+        context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
+    } catch (const std::system_error& e) {
+        // The ring cannot take the cancel (io_uring_enter failed flushing a full SQ). Going
+        // on without it would leave the accept armed; letting the exception out would leave
+        // the signals blocked with nobody reading them, so no signal could stop us. Stop now.
+        fmt::print(stderr, "ucoro-echo-server: cannot start the drain ({}); stopping now\n",
+                   e.what());
+        context.stop();
+        co_return;
+    }
     controls.wake_accept_loop();
     controls.deadlines->shut_down_receives();
     if (live == 0) {
