@@ -110,8 +110,7 @@ private:
     void leave_scope() noexcept;
 
     completion_queue m_queue;
-    std::coroutine_handle<> m_waiter;
-    cancellation_scope* m_scope = nullptr; // the waiter's scope, while it waits
+    std::coroutine_handle<> m_waiter; // its scope, while it waits: registered_scope()
     bool m_armed = false;
     bool m_orphaned = false;
 };
