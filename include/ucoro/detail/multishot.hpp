@@ -25,8 +25,8 @@ class completion_queue {
 public:
     bool empty() const noexcept { return m_size == 0; }
     std::size_t size() const noexcept { return m_size; }
-    void push(completion c); // grows (doubling) when full
-    completion pop() noexcept;
+    void push(completion c);   // grows (doubling) when full
+    completion pop() noexcept; // not on an empty queue (asserted)
 
 private:
     std::vector<completion> m_slots;

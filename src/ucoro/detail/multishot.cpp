@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 
+#include <cassert>
 #include <cerrno>
 #include <utility>
 
@@ -27,6 +28,7 @@ void completion_queue::push(completion c) {
 }
 
 completion completion_queue::pop() noexcept {
+    assert(m_size > 0 && "pop() on an empty completion queue");
     const completion c = m_slots[m_head];
     m_head = (m_head + 1) % m_slots.size();
     --m_size;
