@@ -216,6 +216,20 @@ class gather_pool {
 public:
     static constexpr std::size_t limit = 64;
 
+    gather_pool() = default;
+    gather_pool(const gather_pool&) = delete;
+    gather_pool& operator=(const gather_pool&) = delete;
+    // A slot still lent out at thread exit is leaked on purpose: its sendmsg may still be in
+    // flight (a context that leaked frames never drained it), and the kernel would read the
+    // freed iovecs. Only the slots back in the free list are freed.
+    ~gather_pool() {
+        for (auto& slot : m_slots) {
+            if (!is_free(slot.get())) {
+                (void)slot.release();
+            }
+        }
+    }
+
     gather_slot* acquire() {
         if (m_free == nullptr) {
             if (m_slots.size() == limit) {
@@ -241,6 +255,15 @@ public:
     }
 
 private:
+    bool is_free(const gather_slot* slot) const noexcept {
+        for (const gather_slot* free = m_free; free != nullptr; free = free->next_free) {
+            if (free == slot) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     std::vector<std::unique_ptr<gather_slot>> m_slots;
     gather_slot* m_free = nullptr;
 };
