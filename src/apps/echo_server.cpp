@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -555,29 +554,6 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         context.stop();
         break;
     }
-}
-
-// SECONDS: a positive decimal number ("1", "0.5") of at most a day, rounded to whole
-// milliseconds (at least 1).
-std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
-    double seconds = 0;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-    if (error != std::errc() || end != text.data() + text.size() || !(seconds > 0) ||
-        seconds > 86400) {
-        return std::nullopt;
-    }
-    return std::max(std::chrono::milliseconds(1),
-                    std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5)));
-}
-
-std::optional<std::size_t> parse_count(std::string_view text) {
-    std::size_t count = 0;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
-    if (error != std::errc() || end != text.data() + text.size() || count == 0 ||
-        count > 10'000'000) {
-        return std::nullopt;
-    }
-    return count;
 }
 
 } // namespace
