@@ -75,7 +75,11 @@ struct io_context_options {
 /// loses a completion (it can, when a CQ overflows and it cannot allocate room), the
 /// invariant is broken: the context fails loudly instead of waiting forever.
 ///
-/// Not thread-safe: create, use and destroy it on one thread.
+/// Not thread-safe: create, use and destroy it on one thread. That thread must be the one
+/// that created it, not merely one at a time: the registered ring descriptor
+/// (io_context_options::register_ring_fd) is an index into the creating thread's table of
+/// registered io_uring descriptors, so run() on another thread would enter another ring or
+/// fail with EBADF, and the destructor would unregister a slot of the wrong thread.
 class io_context {
 public:
     /// Throws std::system_error with the errno of io_uring_queue_init when io_uring is not

@@ -2,6 +2,8 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <system_error>
 
@@ -52,6 +54,27 @@ std::unique_ptr<io_context> open_context(const program_info& program,
         fmt::print(stderr, "{}: {}\n", program.name, describe_io_uring_error(e.code().value()));
         return nullptr;
     }
+}
+
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+    double seconds = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (error != std::errc() || end != text.data() + text.size() || !(seconds > 0) ||
+        seconds > 86400) {
+        return std::nullopt;
+    }
+    return std::max(std::chrono::milliseconds(1),
+                    std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5)));
+}
+
+std::optional<std::size_t> parse_count(std::string_view text) {
+    std::size_t count = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
+    if (error != std::errc() || end != text.data() + text.size() || count == 0 ||
+        count > 10'000'000) {
+        return std::nullopt;
+    }
+    return count;
 }
 
 } // namespace ucoro::apps

@@ -2,6 +2,8 @@
 // reported, HOST PORT parsing, and the one-line io_uring diagnosis.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -30,6 +32,13 @@ int usage_error(const program_info& program, std::string_view reason = {});
 /// IPv4 or IPv6 address.
 std::optional<net::address> parse_host_port(const program_info& program, std::string_view host,
                                             std::string_view port, int& exit_code);
+
+/// SECONDS: a positive decimal number ("1", "0.5") of at most a day, rounded to whole
+/// milliseconds (at least 1); nullopt for anything else.
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text);
+
+/// A whole number from 1 to 10,000,000; nullopt for anything else.
+std::optional<std::size_t> parse_count(std::string_view text);
 
 /// Raises the soft limit on open files to the hard limit: each connection is a descriptor,
 /// and the usual soft limit of 1024 would cap a server or client near 1,000 connections

@@ -51,7 +51,24 @@ connection_deadlines::entry::entry(connection_deadlines& owner, int fd) noexcept
     ++owner.m_size;
 }
 
+connection_deadlines::~connection_deadlines() {
+    // Entries still listed live in coroutine frames that outlive the list (the context
+    // destroys unfinished frames after the caller's locals when run() throws): cut them
+    // loose, so that their destructors do not write into this object once it is gone.
+    for (entry* e = m_head; e != nullptr;) {
+        entry* const next = e->m_next;
+        e->m_owner = nullptr;
+        e->m_prev = e->m_next = nullptr;
+        e = next;
+    }
+    m_head = nullptr;
+    m_size = 0;
+}
+
 connection_deadlines::entry::~entry() {
+    if (m_owner == nullptr) {
+        return; // the list went first (see ~connection_deadlines)
+    }
     if (m_prev != nullptr) {
         m_prev->m_next = m_next;
     } else {

@@ -32,6 +32,8 @@ public:
     /// at once) but connections are still counted.
     connection_deadlines(io_context& context, std::chrono::milliseconds idle_timeout,
                          std::chrono::milliseconds send_timeout) noexcept;
+    /// Detaches the entries still listed: each may be destroyed later, on its own.
+    ~connection_deadlines();
     connection_deadlines(const connection_deadlines&) = delete;
     connection_deadlines& operator=(const connection_deadlines&) = delete;
 
@@ -66,7 +68,8 @@ private:
 };
 
 /// One connection's place in the list; lives in the connection's coroutine frame, from
-/// accept to close. Unregisters itself when destroyed.
+/// accept to close. Unregisters itself when destroyed (unless the list is gone already:
+/// then only its destructor may still run, nothing else).
 class connection_deadlines::entry {
 public:
     entry(connection_deadlines& owner, int fd) noexcept;

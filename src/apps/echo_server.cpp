@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -131,7 +130,17 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
     fmt::print("caught {}, draining {} connection{} (up to {} ms; again to stop at once)\n",
                signal_name(signal_number), live, live == 1 ? "" : "s", drain_timeout.count());
     controls.draining = true;
-    context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
+    try {
+        context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
+    } catch (const std::system_error& e) {
+        // The ring cannot take the cancel (io_uring_enter failed flushing a full SQ). Going
+        // on without it would leave the accept armed; letting the exception out would leave
+        // the signals blocked with nobody reading them, so no signal could stop us. Stop now.
+        fmt::print(stderr, "ucoro-echo-server: cannot start the drain ({}); stopping now\n",
+                   e.what());
+        context.stop();
+        co_return;
+    }
     controls.wake_accept_loop();
     controls.deadlines->shut_down_receives();
     if (live == 0) {
@@ -206,6 +215,20 @@ class gather_pool {
 public:
     static constexpr std::size_t limit = 64;
 
+    gather_pool() = default;
+    gather_pool(const gather_pool&) = delete;
+    gather_pool& operator=(const gather_pool&) = delete;
+    // A slot still lent out at thread exit is leaked on purpose: its sendmsg may still be in
+    // flight (a context that leaked frames never drained it), and the kernel would read the
+    // freed iovecs. Only the slots back in the free list are freed.
+    ~gather_pool() {
+        for (auto& slot : m_slots) {
+            if (!is_free(slot.get())) {
+                (void)slot.release();
+            }
+        }
+    }
+
     gather_slot* acquire() {
         if (m_free == nullptr) {
             if (m_slots.size() == limit) {
@@ -231,6 +254,15 @@ public:
     }
 
 private:
+    bool is_free(const gather_slot* slot) const noexcept {
+        for (const gather_slot* free = m_free; free != nullptr; free = free->next_free) {
+            if (free == slot) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     std::vector<std::unique_ptr<gather_slot>> m_slots;
     gather_slot* m_free = nullptr;
 };
@@ -367,39 +399,52 @@ void server_controls::connection_closed() noexcept {
 
 task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats& stats,
                            buffer_ring* ring, server_controls* controls) {
-    const net::address peer = connection.peer_address();
-    if (!quiet) {
-        fmt::print("accepted connection from {}\n", peer);
-    }
-    std::error_code failure;
-    {
-        std::optional<connection_deadlines::entry> deadline;
-        if (controls != nullptr) {
-            deadline.emplace(*controls->deadlines, connection.native_handle());
-            if (controls->draining) {
-                // Accepted before the drain began, started after it shut the others down.
-                (void)::shutdown(connection.native_handle(), SHUT_RD);
+    // A connection is counted from its accept until connection_closed(), which must run
+    // however the coroutine ends, or the count leaks (an exception from a print to a broken
+    // stdout, or out of memory): a --max-connections server would stop accepting for good,
+    // and a drain would never reach 0. A catch, not a destructor: a frame that ~io_context
+    // destroys unfinished must not call into controls, which may be gone by then. Not a
+    // wrapper coroutine either: that would be one more frame per idle connection.
+    try {
+        const net::address peer = connection.peer_address();
+        if (!quiet) {
+            fmt::print("accepted connection from {}\n", peer);
+        }
+        std::error_code failure;
+        {
+            std::optional<connection_deadlines::entry> deadline;
+            if (controls != nullptr) {
+                deadline.emplace(*controls->deadlines, connection.native_handle());
+                if (controls->draining) {
+                    // Accepted before the drain began, started after it shut the others down.
+                    (void)::shutdown(connection.native_handle(), SHUT_RD);
+                }
+            }
+            connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
+            // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
+            if (ring != nullptr) {
+                failure = co_await echo_ring(connection, *ring, g_gather_send, timed);
+            } else {
+                failure = co_await echo_simple(connection, timed);
+            }
+            if (timed != nullptr) {
+                timed->closing();
+            }
+            (void)co_await connection.close();
+        }
+        ++stats.closed;
+        if (!quiet) {
+            if (failure && !is_canceled(failure)) {
+                fmt::print("closing connection to {} ({})\n", peer, failure.message());
+            } else {
+                fmt::print("closing connection to {}\n", peer);
             }
         }
-        connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
-        // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
-        if (ring != nullptr) {
-            failure = co_await echo_ring(connection, *ring, g_gather_send, timed);
-        } else {
-            failure = co_await echo_simple(connection, timed);
+    } catch (...) {
+        if (controls != nullptr) {
+            controls->connection_closed();
         }
-        if (timed != nullptr) {
-            timed->closing();
-        }
-        (void)co_await connection.close();
-    }
-    ++stats.closed;
-    if (!quiet) {
-        if (failure && !is_canceled(failure)) {
-            fmt::print("closing connection to {} ({})\n", peer, failure.message());
-        } else {
-            fmt::print("closing connection to {}\n", peer);
-        }
+        throw; // to the context's unhandled-exception handler, as before
     }
     if (controls != nullptr) {
         controls->connection_closed(); // after the line: the next "accepted" comes after it
@@ -413,13 +458,21 @@ namespace {
 task<void> pause_accepting(io_context& context, server_controls* controls,
                            std::chrono::milliseconds longest) {
     sleep_operation pause = sleep_for(context, longest);
+    // Cleared however the await ends: if submitting the sleep throws (a full SQ and a failed
+    // io_uring_enter), the frame goes away with `pause`, and a pointer left behind would
+    // have the next closing connection cancel freed memory.
+    struct published {
+        server_controls* controls;
+        ~published() {
+            if (controls != nullptr) {
+                controls->accept_pause = nullptr;
+            }
+        }
+    } const publish{controls};
     if (controls != nullptr) {
         controls->accept_pause = &pause;
     }
     (void)co_await pause;
-    if (controls != nullptr) {
-        controls->accept_pause = nullptr;
-    }
 }
 
 task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
@@ -463,7 +516,15 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
                 ++controls->live;
             }
             connection.set_no_delay(); // echo replies are small and should leave at once
-            context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));
+            try {
+                context.spawn(echo_connection(std::move(connection), quiet, stats, ring, controls));
+            } catch (...) {
+                // Never started (out of memory for the frame): it will not count itself out.
+                if (controls != nullptr) {
+                    --controls->live;
+                }
+                throw;
+            }
             continue;
         }
         if (is_canceled(error)) {
@@ -493,29 +554,6 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         context.stop();
         break;
     }
-}
-
-// SECONDS: a positive decimal number ("1", "0.5") of at most a day, rounded to whole
-// milliseconds (at least 1).
-std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
-    double seconds = 0;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-    if (error != std::errc() || end != text.data() + text.size() || !(seconds > 0) ||
-        seconds > 86400) {
-        return std::nullopt;
-    }
-    return std::max(std::chrono::milliseconds(1),
-                    std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5)));
-}
-
-std::optional<std::size_t> parse_count(std::string_view text) {
-    std::size_t count = 0;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
-    if (error != std::errc() || end != text.data() + text.size() || count == 0 ||
-        count > 10'000'000) {
-        return std::nullopt;
-    }
-    return count;
 }
 
 } // namespace
@@ -641,6 +679,12 @@ int echo_server_main(int argc, char** argv) {
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
     raise_open_file_limit();
+    // What the connections' frames point into is declared before the context, so that it
+    // outlives the context on every path: when run() throws, ~io_context destroys the
+    // unfinished connection frames, and their deadline entries must not outlive the list.
+    echo_server_stats stats;
+    std::optional<connection_deadlines> deadlines;
+    server_controls controls;
     const auto context = open_context(program, options);
     if (!context) {
         return exit_failure;
@@ -685,15 +729,13 @@ int echo_server_main(int argc, char** argv) {
                        ring && g_gather_send ? "on" : "off");
         }
 
-        echo_server_stats stats;
-        connection_deadlines deadlines(*context, idle_timeout, send_timeout);
-        server_controls controls;
+        deadlines.emplace(*context, idle_timeout, send_timeout);
         controls.context = &*context;
-        controls.deadlines = &deadlines;
+        controls.deadlines = &*deadlines;
         controls.max_connections = max_connections;
         context->spawn(
             watch_signals(*context, signals, listener->native_handle(), controls, drain_timeout));
-        context->spawn(deadlines.sweep());
+        context->spawn(deadlines->sweep());
         context->spawn(accept_connections(*context, *listener, quiet, stats,
                                           ring ? &*ring : nullptr, &controls));
         context->run();
@@ -708,8 +750,8 @@ int echo_server_main(int argc, char** argv) {
                        ring ? ring->enobufs_rearms() : 0);
             fmt::print("connections: {} accepted, {} closed, {} idle timeouts, {} send "
                        "timeouts\n",
-                       stats.accepted, stats.closed, deadlines.idle_expired(),
-                       deadlines.send_expired());
+                       stats.accepted, stats.closed, deadlines->idle_expired(),
+                       deadlines->send_expired());
         }
         return stats.failed ? exit_failure : 0;
     } catch (const std::system_error& e) {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <optional>
 
 #include "connection_deadlines.hpp"
 #include "support/context.hpp"
@@ -117,4 +118,33 @@ TEST_CASE("connection_deadlines leaves a closing connection alone and drains the
     CHECK(::send(live.ours.get(), "x", 1, MSG_NOSIGNAL) == 1);
     CHECK(::recv(closing.ours.get(), &byte, 1, MSG_DONTWAIT) == -1);
     CHECK(errno == EAGAIN);
+}
+
+TEST_CASE("connection_deadlines destroyed first detaches its entries", "[connection_deadlines]") {
+    // ~io_context destroys unfinished connection frames (and their entries) after the
+    // server's locals when run() throws; an entry must not then write into the dead list.
+    // A new list at the same address shows any such write.
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    auto a = make_pair();
+    auto b = make_pair();
+    auto c = make_pair();
+    std::optional<connection_deadlines> deadlines(std::in_place, *context, 1h, 1h);
+    std::optional<connection_deadlines::entry> first(std::in_place, *deadlines, a.ours.get());
+    std::optional<connection_deadlines::entry> second(std::in_place, *deadlines, b.ours.get());
+    REQUIRE(deadlines->size() == 2);
+    deadlines.reset();
+    deadlines.emplace(*context, 1h, 1h); // the same storage
+    connection_deadlines::entry third(*deadlines, c.ours.get());
+    first.reset();
+    second.reset();
+    CHECK(deadlines->size() == 1);
+    // The surviving entry is still listed: the drain reaches it, and only it.
+    deadlines->shut_down_receives();
+    CHECK(at_end_of_stream(c.theirs.get()) == false); // SHUT_RD on ours: the peer sees nothing
+    char byte = 0;
+    CHECK(::recv(c.ours.get(), &byte, 1, MSG_DONTWAIT) == 0);  // ours reads end of stream
+    CHECK(::recv(a.ours.get(), &byte, 1, MSG_DONTWAIT) == -1); // untouched: would block
 }

@@ -1,9 +1,13 @@
 // What cancelling a task reaches: the operation its await chain is suspended in.
 #pragma once
 
-namespace ucoro::detail {
+#include "ucoro/detail/operation.hpp"
 
-class operation;
+namespace ucoro {
+class io_context;
+}
+
+namespace ucoro::detail {
 
 /// One per cancellable task chain (each child of when_all / when_any has one). Every task
 /// awaited inside the chain points at it through its promise, and an operation awaited
@@ -38,20 +42,26 @@ public:
     /// the child scopes. Idempotent.
     void request() noexcept;
     bool requested() const noexcept { return m_requested; }
-    /// Takes the request back for what attaches from now on; children requested already stay
-    /// so. Only for io_context's root scope, once a stop has completed.
-    void reset() noexcept { m_requested = false; }
-
     /// `op` is now in the ring on behalf of this chain (cancelled at once if a request came
-    /// first); leave() when its final completion has arrived.
+    /// first); leave() when its final completion has arrived. The link is kept from both
+    /// ends: an operation destroyed while registered leaves by itself (~operation), and a
+    /// scope destroyed first clears the operation's side, so neither points at the other
+    /// once it is gone.
     void enter(operation& op) noexcept;
     void leave(operation& op) noexcept {
         if (m_current == &op) {
             m_current = nullptr;
+            op.m_registered_scope = nullptr;
         }
     }
 
 private:
+    friend class ucoro::io_context;
+
+    /// Takes the request back for what attaches from now on; children requested already stay
+    /// so. Only for io_context's root scope, once a stop has completed.
+    void reset() noexcept { m_requested = false; }
+
     void detach() noexcept;
 
     bool m_requested = false;

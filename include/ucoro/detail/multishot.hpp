@@ -25,8 +25,8 @@ class completion_queue {
 public:
     bool empty() const noexcept { return m_size == 0; }
     std::size_t size() const noexcept { return m_size; }
-    void push(completion c); // grows (doubling) when full
-    completion pop() noexcept;
+    void push(completion c);   // grows (doubling) when full
+    completion pop() noexcept; // not on an empty queue (asserted)
 
 private:
     std::vector<completion> m_slots;
@@ -110,8 +110,7 @@ private:
     void leave_scope() noexcept;
 
     completion_queue m_queue;
-    std::coroutine_handle<> m_waiter;
-    cancellation_scope* m_scope = nullptr; // the waiter's scope, while it waits
+    std::coroutine_handle<> m_waiter; // its scope, while it waits: registered_scope()
     bool m_armed = false;
     bool m_orphaned = false;
 };

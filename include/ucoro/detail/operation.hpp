@@ -12,6 +12,8 @@ class io_context;
 
 namespace ucoro::detail {
 
+class cancellation_scope;
+
 /// One request in io_uring. Its address is the SQE's user_data, and the CQE hands it back,
 /// so the object must outlive every completion the kernel will post for it. io_context
 /// tracks each operation from submit() to its final completion (the CQE without
@@ -48,9 +50,19 @@ public:
     bool has_context() const noexcept { return m_context != nullptr; }
     io_context& context() const noexcept { return *m_context; }
 
+    /// The scope whose current operation this is (cancellation_scope::enter), or null. The
+    /// scope clears it when it lets go (leave) or is destroyed first.
+    cancellation_scope* registered_scope() const noexcept { return m_registered_scope; }
+
 protected:
     explicit operation(io_context* context) noexcept : m_context(context) {}
-    ~operation() = default;
+    /// Leaves the cancellation scope it is registered with, if any, so that the scope never
+    /// points at a destroyed operation, whichever of the two goes first.
+    ~operation() {
+        if (m_registered_scope != nullptr) {
+            leave_registered_scope();
+        }
+    }
 
     /// Whether cancel() or stop() has asked the kernel to cancel this operation since it
     /// was last submitted: an operation that resubmits itself must not go on after that.
@@ -58,6 +70,9 @@ protected:
 
 private:
     friend class ucoro::io_context;
+    friend class cancellation_scope;
+
+    void leave_registered_scope() noexcept;
 
     io_context* m_context;
     // Intrusive links in io_context's list of in-flight operations: no allocation per
@@ -69,6 +84,8 @@ private:
     // Owned by the context now (io_context::adopt): must be cancelled, even if the ring
     // could not take the cancel when it was adopted.
     bool m_adopted = false;
+    // The other half of cancellation_scope::m_current: the link is kept from both ends.
+    cancellation_scope* m_registered_scope = nullptr;
 };
 
 } // namespace ucoro::detail

@@ -19,6 +19,11 @@ void cancel_in_ring(operation& op) noexcept {
 
 cancellation_scope::~cancellation_scope() {
     detach();
+    if (m_current != nullptr) {
+        // The operation outlives us (a frame torn down after the promise holding us): it
+        // must not leave a scope that is gone.
+        m_current->m_registered_scope = nullptr;
+    }
     // A child normally goes first (its frame is inside ours); one that does not must not
     // keep pointing here.
     for (cancellation_scope* child = m_first_child; child != nullptr;) {
@@ -75,7 +80,14 @@ void cancellation_scope::request() noexcept {
 }
 
 void cancellation_scope::enter(operation& op) noexcept {
+    if (op.m_registered_scope != nullptr && op.m_registered_scope != this) {
+        op.m_registered_scope->leave(op);
+    }
+    if (m_current != nullptr && m_current != &op) {
+        m_current->m_registered_scope = nullptr; // replaced without a leave: unlink it
+    }
     m_current = &op;
+    op.m_registered_scope = this;
     if (m_requested) {
         cancel_in_ring(op);
     }

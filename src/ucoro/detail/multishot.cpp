@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 
+#include <cassert>
 #include <cerrno>
 #include <utility>
 
@@ -27,6 +28,7 @@ void completion_queue::push(completion c) {
 }
 
 completion completion_queue::pop() noexcept {
+    assert(m_size > 0 && "pop() on an empty completion queue");
     const completion c = m_slots[m_head];
     m_head = (m_head + 1) % m_slots.size();
     --m_size;
@@ -37,7 +39,7 @@ void multishot_operation::arm() {
     if (!m_armed && may_arm()) {
         context().submit(*this);
         m_armed = true;
-        if (m_scope != nullptr && m_scope->requested()) {
+        if (registered_scope() != nullptr && registered_scope()->requested()) {
             // Re-armed by the subclass while a cancelled chain waits (the end of a pause, a
             // buffer come back): this submission needs its own cancel.
             context().cancel(*this);
@@ -48,7 +50,6 @@ void multishot_operation::arm() {
 void multishot_operation::wait(std::coroutine_handle<> waiter, cancellation_scope* scope) {
     arm();
     m_waiter = waiter;
-    m_scope = scope;
     if (scope != nullptr) {
         scope->enter(*this); // cancels at once (cancel_from_scope) if requested already
     }
@@ -64,9 +65,8 @@ void multishot_operation::cancel_from_scope() {
 }
 
 void multishot_operation::leave_scope() noexcept {
-    if (m_scope != nullptr) {
-        m_scope->leave(*this);
-        m_scope = nullptr;
+    if (cancellation_scope* const scope = registered_scope()) {
+        scope->leave(*this);
     }
 }
 
@@ -128,6 +128,11 @@ void multishot_operation::post_completion(completion c) noexcept {
 }
 
 void multishot_operation::release() noexcept {
+    // First, before anything can delete this: a scope left pointing here would cancel freed
+    // memory at its next request. Safe even when the consumer's scope is gone already (a
+    // spawned task's promise is destroyed before the frames of the tasks it awaits): the
+    // scope's destructor has then cleared the link.
+    leave_scope();
     while (!m_queue.empty()) {
         drop(m_queue.pop());
     }
@@ -137,10 +142,6 @@ void multishot_operation::release() noexcept {
     }
     m_orphaned = true;
     m_waiter = nullptr;
-    // Not leave_scope(): only a frame torn down unfinished releases a stream its consumer
-    // waits on, and the scope may be gone by then (a spawned task's promise, which holds
-    // it, is destroyed before the frames of the tasks it awaits).
-    m_scope = nullptr;
     context().adopt(*this); // its final CQE deletes it (see complete and discard)
 }
 

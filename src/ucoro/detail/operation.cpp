@@ -1,11 +1,16 @@
 #include "ucoro/detail/operation.hpp"
 
+#include "ucoro/detail/cancellation_scope.hpp"
 #include "ucoro/io_context.hpp"
 
 namespace ucoro::detail {
 
 void operation::cancel_from_scope() {
     context().cancel(*this);
+}
+
+void operation::leave_registered_scope() noexcept {
+    m_registered_scope->leave(*this);
 }
 
 } // namespace ucoro::detail

@@ -73,6 +73,11 @@ bool send_all_gather_operation::resubmit_after(int result, std::uint32_t) noexce
     } catch (const std::system_error& e) {
         m_error = e.code();
         return false;
+    } catch (...) {
+        // Anything else (none expected today): this is a noexcept path, where an escaping
+        // exception would terminate the process. Report it as an I/O error instead.
+        m_error = std::make_error_code(std::errc::io_error);
+        return false;
     }
 }
 
