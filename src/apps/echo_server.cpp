@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "command_line.hpp"
+#include "gather_send.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/when_any.hpp"
@@ -68,11 +69,6 @@ bool apply_disable_list(std::string_view list, io_context_options& options, bool
         list.remove_prefix(comma + 1);
     }
 }
-
-// Whether the fast path echoes the buffers waiting in a stream with one gather send (the
-// default) or with one send each (--disable gather-send). Set once, by echo_server_main,
-// before any connection starts: a program setting, not per connection.
-bool g_gather_send = true;
 
 bool is_canceled(const std::error_code& error) {
     return error == std::errc::operation_canceled;
@@ -191,154 +187,6 @@ task<std::error_code> echo_simple(net::socket& connection, connection_deadlines:
     }
 }
 
-// What a gather send of up to 16 buffers needs while it is in flight: the buffers, their
-// iovec array and the sendmsg awaiter (about 1 KiB). It is lent to a connection only for
-// the time of one batch and is not in the connection's frame: kept there, it would cost
-// each idle connection that 1 KiB (measured: 2.0 -> 3.1 KiB of RSS per idle connection at
-// 5,000), as much as the rest of the connection.
-struct gather_slot {
-    // 16: the stream's default queue limit, so one batch takes all that can be waiting.
-    static constexpr std::size_t capacity = 16;
-    std::array<buffer_ring::buffer, capacity> held;
-    std::array<iovec, capacity> pieces{};
-    std::size_t count = 0;
-    bool ended = false; // the stream ended after these buffers
-    std::error_code end_error;
-    std::optional<net::send_all_gather_operation> send;
-    gather_slot* next_free = nullptr;
-};
-
-// The slots of this thread's connections. At most `limit` exist; when all are lent out a
-// connection sends its buffers one by one, as without batching. Slots are made on first
-// need and reused, so a steady stream allocates nothing.
-class gather_pool {
-public:
-    static constexpr std::size_t limit = 64;
-
-    gather_pool() = default;
-    gather_pool(const gather_pool&) = delete;
-    gather_pool& operator=(const gather_pool&) = delete;
-    // A slot still lent out at thread exit is leaked on purpose: its sendmsg may still be in
-    // flight (a context that leaked frames never drained it), and the kernel would read the
-    // freed iovecs. Only the slots back in the free list are freed.
-    ~gather_pool() {
-        for (auto& slot : m_slots) {
-            if (!is_free(slot.get())) {
-                (void)slot.release();
-            }
-        }
-    }
-
-    gather_slot* acquire() {
-        if (m_free == nullptr) {
-            if (m_slots.size() == limit) {
-                return nullptr;
-            }
-            m_slots.push_back(std::make_unique<gather_slot>());
-            return m_slots.back().get();
-        }
-        return std::exchange(m_free, m_free->next_free);
-    }
-
-    // Every buffer goes back to its ring here, after the send has completed (or the
-    // coroutine is destroyed, which the context does only once nothing is in flight).
-    void release(gather_slot* slot) noexcept {
-        slot->send.reset();
-        for (std::size_t i = 0; i < slot->count; ++i) {
-            slot->held[i].reset();
-        }
-        slot->count = 0;
-        slot->ended = false;
-        slot->end_error.clear();
-        slot->next_free = std::exchange(m_free, slot);
-    }
-
-private:
-    bool is_free(const gather_slot* slot) const noexcept {
-        for (const gather_slot* free = m_free; free != nullptr; free = free->next_free) {
-            if (free == slot) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    std::vector<std::unique_ptr<gather_slot>> m_slots;
-    gather_slot* m_free = nullptr;
-};
-
-// One per thread, as the io_context.
-gather_pool& this_thread_gather_pool() {
-    static thread_local gather_pool pool;
-    return pool;
-}
-
-// A slot lent for one batch (or none), returned however the coroutine leaves, including
-// its destruction. One pointer: every byte here is in each connection's frame.
-class gather_lease {
-public:
-    explicit gather_lease(gather_slot* slot) noexcept : m_slot(slot) {}
-    gather_lease(const gather_lease&) = delete;
-    gather_lease& operator=(const gather_lease&) = delete;
-    ~gather_lease() {
-        if (m_slot != nullptr) {
-            this_thread_gather_pool().release(m_slot);
-        }
-    }
-    gather_slot* get() const noexcept { return m_slot; }
-
-private:
-    gather_slot* m_slot;
-};
-
-// Moves `first` and the buffers already waiting in `stream` into `slot`, until the stream
-// has none or the slot is full, noting whether the stream ended. Not a coroutine, so its
-// temporaries take no room in the connection's frame.
-void fill_batch(gather_slot& slot, buffer_ring::buffer first, net::recv_stream& stream) {
-    slot.held[slot.count++] = std::move(first);
-    while (slot.count < gather_slot::capacity) {
-        auto waiting = stream.try_next();
-        if (!waiting) {
-            return;
-        }
-        if (waiting->error || waiting->value.empty()) {
-            slot.ended = true; // echo what came before the end, then stop
-            slot.end_error = waiting->error;
-            return;
-        }
-        slot.held[slot.count++] = std::move(waiting->value);
-    }
-}
-
-// Awaits an operation that lives elsewhere (in a slot): GCC 12 copies an lvalue awaiter
-// into the frame, and an operation cannot be copied; this keeps one pointer there instead.
-struct await_in_place {
-    net::send_all_gather_operation* op;
-    bool await_ready() const noexcept { return op->await_ready(); }
-    template <typename Promise>
-    void await_suspend(std::coroutine_handle<Promise> waiter) {
-        op->await_suspend(waiter); // with the task's cancellation scope, as a direct await
-    }
-    io_result<std::size_t> await_resume() const noexcept { return op->await_resume(); }
-};
-
-// Prepares the slot's sendmsg over its buffers.
-await_in_place prepare_gather(gather_slot& slot, net::socket& connection) {
-    for (std::size_t i = 0; i < slot.count; ++i) {
-        slot.pieces[i] = {slot.held[i].bytes().data(), slot.held[i].size()};
-    }
-    // Built in place: an operation cannot move (the kernel may point at it). The conversion
-    // returns a prvalue, which initialises the optional's storage directly.
-    struct in_place {
-        net::socket& connection;
-        std::span<iovec> pieces;
-        operator net::send_all_gather_operation() const noexcept {
-            return connection.send_all_gather(pieces);
-        }
-    };
-    return {&slot.send.emplace(in_place{connection, std::span(slot.pieces).first(slot.count)})};
-}
-
 // The fast path: one multishot receive into the shared ring; an idle connection holds no
 // buffer. Each buffer goes back to the ring once its echo has been sent. Buffers that
 // arrived while an echo was being sent wait in the stream; they go back together, in one
@@ -423,7 +271,8 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
             connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
             // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
             if (ring != nullptr) {
-                failure = co_await echo_ring(connection, *ring, g_gather_send, timed);
+                failure = co_await echo_ring(connection, *ring,
+                                             controls == nullptr || controls->gather_send, timed);
             } else {
                 failure = co_await echo_simple(connection, timed);
             }
@@ -582,7 +431,7 @@ int echo_server_main(int argc, char** argv) {
     std::chrono::milliseconds drain_timeout = default_drain_timeout;
     std::size_t max_connections = 0;
     io_context_options options;
-    g_gather_send = true; // a previous call in this process may have switched it off
+    bool gather_send = true;
     std::string_view positional[2];
     int count = 0;
     for (int i = 1; i < argc; ++i) {
@@ -655,7 +504,7 @@ int echo_server_main(int argc, char** argv) {
                 return usage_error(program,
                                    fmt::format("--disable needs one of: {}", disable_features));
             }
-            if (!apply_disable_list(argv[++i], options, g_gather_send, bad)) {
+            if (!apply_disable_list(argv[++i], options, gather_send, bad)) {
                 return usage_error(program, fmt::format("unknown feature '{}' for --disable "
                                                         "(known: {})",
                                                         bad, disable_features));
@@ -726,13 +575,14 @@ int echo_server_main(int argc, char** argv) {
             fmt::print("features: multishot accept {}, registered ring fd {}, gather send {}\n",
                        features.multishot_accept ? "on" : "off",
                        features.registered_ring_fd ? "on" : "off",
-                       ring && g_gather_send ? "on" : "off");
+                       ring && gather_send ? "on" : "off");
         }
 
         deadlines.emplace(*context, idle_timeout, send_timeout);
         controls.context = &*context;
         controls.deadlines = &*deadlines;
         controls.max_connections = max_connections;
+        controls.gather_send = gather_send;
         context->spawn(
             watch_signals(*context, signals, listener->native_handle(), controls, drain_timeout));
         context->spawn(deadlines->sweep());

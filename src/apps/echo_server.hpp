@@ -29,6 +29,7 @@ struct server_controls {
     std::size_t live = 0;  // accepted and not yet closed (counted at accept, before they run)
     bool draining = false; // SIGINT seen: accept no more
     sleep_operation* accept_pause = nullptr; // the accept loop waiting for a free slot
+    bool gather_send = true; // echo the buffers waiting in a stream with one sendmsg
 
     /// A connection has closed its descriptor: a paused accept loop (at the limit, or out
     /// of descriptors) tries again now, and the last connection of a drain stops the loop.
