@@ -27,6 +27,7 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include "support/fd_limit.hpp"
 #include "support/process.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/address.hpp"
@@ -311,23 +312,6 @@ task<void> watchdog(load_run& run) {
     }
 }
 
-// Every connection needs a descriptor here and one in the server (which inherits our
-// limit), plus a few: make sure the soft limit allows it.
-bool ensure_fd_limit(rlim_t wanted) {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-        return false;
-    }
-    if (limit.rlim_cur >= wanted) {
-        return true;
-    }
-    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
-        return false;
-    }
-    limit.rlim_cur = wanted;
-    return ::setrlimit(RLIMIT_NOFILE, &limit) == 0;
-}
-
 // Which receive path the server runs: the default (multishot receive into a buffer ring,
 // where the kernel has it) or --simple (recv into each connection's own buffer).
 enum class server_path { fast, simple };
@@ -357,7 +341,7 @@ void check_loop_counters(const std::string& out) {
 // `disable`: a --disable list for the server; `expect`: what its -v report must then say.
 void run_load(const char* name, const load_plan& plan, server_path path,
               std::string_view disable = {}, std::string_view expect = {}) {
-    if (!ensure_fd_limit(2 * connection_count + 256)) {
+    if (!ucoro_test::ensure_fd_limit(2 * connection_count + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low for " << connection_count << " connections");
         return;
     }

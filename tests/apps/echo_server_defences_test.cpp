@@ -28,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include "support/fd_limit.hpp"
 #include "support/process.hpp"
 #include "support/unique_fd.hpp"
 
@@ -48,23 +49,6 @@ constexpr std::string_view server_usage =
 
 // The fast path (multishot receive into the shared ring) or --simple (recv + send_all).
 enum class server_path { fast, simple };
-
-// Each connection here needs a descriptor in this process and one in the server, which
-// inherits our limits: raise the soft limit to the hard one (this machine allows 20000).
-bool ensure_fd_limit(rlim_t wanted) {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-        return false;
-    }
-    if (limit.rlim_cur >= wanted) {
-        return true;
-    }
-    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
-        return false;
-    }
-    limit.rlim_cur = wanted;
-    return ::setrlimit(RLIMIT_NOFILE, &limit) == 0;
-}
 
 struct server_process {
     child_process process;
@@ -215,7 +199,7 @@ void check_fresh_client_echoes(std::uint16_t port) {
 
 void check_idle_timeout(server_path path) {
     constexpr std::size_t count = 1000;
-    if (!ensure_fd_limit(2 * count + 256)) {
+    if (!ucoro_test::ensure_fd_limit(2 * count + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low for " << count << " connections");
         return;
     }
@@ -255,7 +239,7 @@ TEST_CASE("idle timeout on the simple path: 1000 silent connections are closed",
 
 void check_send_timeout(server_path path) {
     constexpr std::size_t count = 100;
-    if (!ensure_fd_limit(2 * count + 256)) {
+    if (!ucoro_test::ensure_fd_limit(2 * count + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low");
         return;
     }
@@ -528,7 +512,7 @@ TEST_CASE("out of descriptors the server pauses accepting once per episode witho
 
 void check_drain(server_path path) {
     constexpr std::size_t count = 1000;
-    if (!ensure_fd_limit(2 * count + 256)) {
+    if (!ucoro_test::ensure_fd_limit(2 * count + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low for " << count << " connections");
         return;
     }

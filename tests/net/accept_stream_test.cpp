@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "support/counting.hpp"
+#include "support/fd_limit.hpp"
 #include "support/loopback.hpp"
 #include "support/process.hpp"
 #include "support/unique_fd.hpp"
@@ -303,22 +304,6 @@ namespace {
 
 constexpr std::size_t thousand = 1000;
 
-/// Raises the soft open-file limit to `wanted` if the hard limit allows.
-bool ensure_fd_limit(rlim_t wanted) {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-        return false;
-    }
-    if (limit.rlim_cur >= wanted) {
-        return true;
-    }
-    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
-        return false;
-    }
-    limit.rlim_cur = wanted;
-    return ::setrlimit(RLIMIT_NOFILE, &limit) == 0;
-}
-
 struct thousand_run {
     std::set<std::string> accepted_peers;   // as the accept stream reported them
     std::set<std::string> client_addresses; // each client's own local address
@@ -389,7 +374,7 @@ task<void> client(io_context& context, const address& target, std::uint32_t inde
 } // namespace
 
 TEST_CASE("one multishot accept takes 1,000 connections, each echoed and each peer matched") {
-    if (!ensure_fd_limit(2 * thousand + 256)) {
+    if (!ucoro_test::ensure_fd_limit(2 * thousand + 256)) {
         WARN("SKIPPED: RLIMIT_NOFILE is too low for " << thousand << " connections");
         return;
     }

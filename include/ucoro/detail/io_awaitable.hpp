@@ -3,6 +3,7 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <system_error>
 #include <type_traits>
 
 #include "ucoro/detail/operation.hpp"
@@ -44,6 +45,12 @@ protected:
     /// Sees each CQE before the waiter is resumed. Return true if the operation submitted
     /// itself again (the waiter stays suspended until a later CQE); the default never does.
     virtual bool resubmit_after(int /*result*/, std::uint32_t /*flags*/) noexcept { return false; }
+
+    /// For a resubmit_after() that has more to do (the rest of a short send): submits this
+    /// operation again and returns true; or returns false with `error` set when a cancel
+    /// or stop() has come in meanwhile (operation_canceled: a cancel that raced with the
+    /// short completion and lost is honoured here) or the submit failed.
+    bool resubmit(std::error_code& error) noexcept;
 
     int m_result = 0;
     std::uint32_t m_flags = 0;

@@ -36,4 +36,23 @@ void io_awaitable::complete(int result, std::uint32_t flags) noexcept {
     detail::resume(m_waiter);
 }
 
+bool io_awaitable::resubmit(std::error_code& error) noexcept {
+    if (cancel_requested() || context().stop_requested()) {
+        error = std::make_error_code(std::errc::operation_canceled);
+        return false;
+    }
+    try {
+        context().submit(*this);
+        return true;
+    } catch (const std::system_error& e) {
+        error = e.code();
+        return false;
+    } catch (...) {
+        // Nothing else is expected, but this is a noexcept path where an escaping exception
+        // would terminate the process: report an I/O error instead.
+        error = std::make_error_code(std::errc::io_error);
+        return false;
+    }
+}
+
 } // namespace ucoro::detail

@@ -40,18 +40,7 @@ bool send_all_operation::resubmit_after(int result, std::uint32_t) noexcept {
     if (m_sent == m_bytes.size()) {
         return false;
     }
-    if (cancel_requested() || context().stop_requested()) {
-        // The cancel raced with a short send and lost: honour it here.
-        m_error = std::make_error_code(std::errc::operation_canceled);
-        return false;
-    }
-    try {
-        context().submit(*this); // a short send: send the rest
-        return true;
-    } catch (const std::system_error& e) {
-        m_error = e.code();
-        return false;
-    }
+    return resubmit(m_error); // a short send: send the rest
 }
 
 io_result<std::size_t> send_all_operation::await_resume() const noexcept {

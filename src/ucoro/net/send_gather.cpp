@@ -62,23 +62,7 @@ bool send_all_gather_operation::resubmit_after(int result, std::uint32_t) noexce
     if (m_left == 0) {
         return false;
     }
-    if (cancel_requested() || context().stop_requested()) {
-        // The cancel raced with a short send and lost: honour it here.
-        m_error = std::make_error_code(std::errc::operation_canceled);
-        return false;
-    }
-    try {
-        context().submit(*this); // a short send: send the rest
-        return true;
-    } catch (const std::system_error& e) {
-        m_error = e.code();
-        return false;
-    } catch (...) {
-        // Anything else (none expected today): this is a noexcept path, where an escaping
-        // exception would terminate the process. Report it as an I/O error instead.
-        m_error = std::make_error_code(std::errc::io_error);
-        return false;
-    }
+    return resubmit(m_error); // a short send: send the rest
 }
 
 io_result<std::size_t> send_all_gather_operation::await_resume() const noexcept {
