@@ -186,7 +186,7 @@ TEST_CASE("cancelling a finished task is harmless") {
     context->block_on(
         cancel_finished_then_receive(*context, pair.ours, pair.peer.get(), got, error));
     CHECK_FALSE(error);
-    CHECK(got == ucoro_test::to_bytes("after"));
+    CHECK(ucoro_test::as_text(got) == "after");
     CHECK(context->in_flight() == 0);
 }
 
@@ -296,7 +296,7 @@ TEST_CASE("cancelling a task suspended in recv_stream::next() ends it with opera
     context->block_on(cancel_stream_after_bytes(*context, handle, pair.peer.get(), out, park));
     CHECK(out.finished == 1);
     CHECK(out.error == std::errc::operation_canceled);
-    CHECK(out.bytes == ucoro_test::to_bytes("hello"));
+    CHECK(ucoro_test::as_text(out.bytes) == "hello");
     CHECK(context->in_flight() == 0);
     CHECK(ring.available() == ring.count()); // every buffer is back in the ring
 }
@@ -414,7 +414,7 @@ TEST_CASE("stop() cancels through the same scopes: deep chains, streams, and uns
     context->spawn(receive_one(deep.ours, got, error));
     context->run();
     CHECK_FALSE(error);
-    CHECK(got == ucoro_test::to_bytes("later"));
+    CHECK(ucoro_test::as_text(got) == "later");
 }
 
 // --- A late cancel never hits an operation that reuses its target's address ------------

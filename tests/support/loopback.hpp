@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -126,6 +127,12 @@ inline std::vector<std::byte> make_pattern(std::size_t size, std::uint32_t seed 
 inline std::vector<std::byte> to_bytes(std::string_view text) {
     const auto* first = reinterpret_cast<const std::byte*>(text.data());
     return {first, first + text.size()};
+}
+
+/// The bytes as text, for assertions: Catch prints a std::string on failure, while a
+/// std::byte vector needs a StringMaker that Catch2 v2 defines only for some compilers.
+inline std::string as_text(const std::vector<std::byte>& bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
 /// What a bounded reader saw.
