@@ -123,6 +123,10 @@ public:
     /// streams and what a task starts later are reached too. What is in flight outside any
     /// scope (an operation awaited by a plain coroutine, an adopted request) is cancelled by
     /// the loop as well, at its next turn.
+    ///
+    /// A send blocked on a peer that never reads may not end: once the kernel has moved it
+    /// to an io-wq worker, io_uring cannot cancel it (docs/cancellation.md). Shut such a
+    /// socket down (shutdown(2)) to end it.
     void stop() noexcept {
         m_stop_requested = true;
         m_root_scope.request();

@@ -80,16 +80,23 @@ connection_deadlines::entry::~entry() {
     --m_owner->m_size;
 }
 
+namespace {
+
+// The peer does not read (or we are stopping): what we queued for it sits in our send
+// buffer, and after a plain close the kernel would keep it (an orphaned socket
+// retransmitting into a closed window) for minutes. Lingering 0 seconds makes the close
+// reset the connection and free the buffer at once.
+void discard_unsent_on_close(int fd) noexcept {
+    const linger abort_on_close{1, 0};
+    (void)::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+}
+
+} // namespace
+
 void connection_deadlines::expire(entry& connection, bool stalled_reader) noexcept {
     connection.m_expired = true;
     if (stalled_reader) {
-        // The peer does not read: what we queued for it sits in our send buffer, and after
-        // a plain close the kernel would keep it (an orphaned socket retransmitting into a
-        // closed window) for minutes. Lingering 0 seconds makes the close reset the
-        // connection and free the buffer at once; the peer was not reading it anyway.
-        const linger abort_on_close{1, 0};
-        (void)::setsockopt(connection.m_fd, SOL_SOCKET, SO_LINGER, &abort_on_close,
-                           sizeof(abort_on_close));
+        discard_unsent_on_close(connection.m_fd);
         ++m_send_expired;
     } else {
         ++m_idle_expired;
@@ -131,6 +138,16 @@ void connection_deadlines::shut_down_receives() noexcept {
     for (entry* connection = m_head; connection != nullptr; connection = connection->m_next) {
         if (!connection->m_expired) {
             (void)::shutdown(connection->m_fd, SHUT_RD);
+        }
+    }
+}
+
+void connection_deadlines::shut_down_all() noexcept {
+    for (entry* connection = m_head; connection != nullptr; connection = connection->m_next) {
+        if (!connection->m_expired) {
+            connection->m_expired = true;
+            discard_unsent_on_close(connection->m_fd);
+            (void)::shutdown(connection->m_fd, SHUT_RDWR);
         }
     }
 }

@@ -48,6 +48,13 @@ public:
     /// echoes what it has already received, then sees end of stream and closes.
     void shut_down_receives() noexcept;
 
+    /// Shuts down both directions of every live connection and makes its close discard
+    /// what is unsent (the end of a drain: a second signal or the drain timeout). This, not
+    /// io_uring's cancel, is what ends a send blocked on a peer that never reads: after a
+    /// spurious wakeup the kernel hands such a send to an io-wq worker, where it blocks in
+    /// the socket and ASYNC_CANCEL reports ENOENT (seen on 6.18; docs/cancellation.md).
+    void shut_down_all() noexcept;
+
     /// Connections closed by a timeout so far, for -v and the tests.
     std::uint64_t idle_expired() const noexcept { return m_idle_expired; }
     std::uint64_t send_expired() const noexcept { return m_send_expired; }

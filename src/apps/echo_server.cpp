@@ -114,7 +114,7 @@ task<std::error_code> sleep_task(io_context& context, std::chrono::milliseconds 
 // The first signal drains: accept no more, half-close every connection's receive side so
 // each echoes what it already received, sees end of stream and closes. The last one to
 // close stops the loop (server_controls::connection_closed). What is still open after the
-// drain timeout, or at a second signal, is cancelled by stop().
+// drain timeout, or at a second signal, is shut down and cancelled by stop().
 task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd,
                          server_controls& controls, std::chrono::milliseconds drain_timeout) {
     auto [error, signal_number] = co_await signals.wait();
@@ -150,9 +150,14 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
     if (outcome.index == 1) {
         fmt::print("caught a second signal, closing connections now\n");
     } else {
-        fmt::print("drain timeout: closing the {} remaining connections\n", controls.live);
+        fmt::print("drain timeout: closing the {} remaining connection{}\n", controls.live,
+                   controls.live == 1 ? "" : "s");
     }
-    context.stop(); // cancels every recv/send in flight; they unwind and close
+    // shutdown(2) ends every send stuck on a peer that never reads (the kernel cannot
+    // cancel one that went to its worker thread); stop() cancels the rest. Each connection
+    // then unwinds and closes its socket.
+    controls.deadlines->shut_down_all();
+    context.stop();
 }
 
 // The deadlines' bookkeeping around each echo (connection_deadlines.hpp): one store each.

@@ -559,11 +559,14 @@ TEST_CASE("SIGINT drains 1000 live connections on the simple path too",
     check_drain(server_path::simple);
 }
 
-TEST_CASE("a second SIGINT during a drain closes the connections at once and exits 0",
-          "[echo_server][defences][e2e]") {
-    server_process server(server_path::fast, {"-q", "--drain-timeout", "120"});
-    // A peer that never reads keeps its connection busy (stuck sending its echo), so the
-    // drain cannot finish by itself within the two minutes it is given.
+// A peer that never reads keeps its connection busy (stuck sending its echo), so a drain
+// cannot finish by itself: only a second signal or the drain timeout ends it. That holds on
+// the fast path, whose stream keeps receiving into ring buffers until the ring is empty: it
+// then holds megabytes it cannot send. The simple path holds one 16 KiB buffer; after the
+// drain's shutdown(SHUT_RD) it may legitimately echo what is queued into the free part of
+// its send buffer and finish, so it cannot be made stuck reliably (the signal handling it
+// would test is the same code, watch_signals).
+unique_fd connect_stuck_peer(const server_process& server) {
     unique_fd stuck(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     const int small = 4096;
     REQUIRE(::setsockopt(stuck.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
@@ -573,17 +576,32 @@ TEST_CASE("a second SIGINT during a drain closes the connections at once and exi
     send_exactly(stuck.get(), "x");
     REQUIRE(receive_exactly(stuck.get(), 1) == "x"); // accepted and live
     REQUIRE(::fcntl(stuck.get(), F_SETFL, O_NONBLOCK) == 0);
+    // Push until our socket stays unwritable: then every buffer on the way (our send buffer,
+    // the server's receive and send buffers, which loopback autotunes up to several MiB each)
+    // is full, and the server holds an echo it cannot send. A fixed amount is not enough: on a
+    // machine whose buffers took it all, the drain finished before the second signal arrived.
     const std::string chunk(64 * 1024, 'z');
     std::size_t pushed = 0;
-    while (pushed < 64 * chunk.size()) { // 4 MiB: more than the socket buffers take
+    bool stalled = false;
+    while (pushed < 1024 * chunk.size()) { // 64 MiB bound: only a server that reads forever
         if (!wait_writable(stuck.get(), 500ms)) {
-            break; // nobody is reading any more: the server is stuck sending to us
+            stalled = true; // nobody is reading any more: the server is stuck sending to us
+            break;
         }
         const ssize_t n = ::send(stuck.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
         REQUIRE(n > 0);
         pushed += static_cast<std::size_t>(n);
     }
+    REQUIRE(stalled);
+    return stuck;
+}
 
+// The send stuck on that peer is exactly what io_uring's cancel cannot end once the kernel
+// has handed it to a worker thread (docs/cancellation.md): the server must still exit.
+TEST_CASE("a second SIGINT during a drain closes the connections at once and exits 0",
+          "[echo_server][defences][e2e]") {
+    server_process server(server_path::fast, {"-q", "--drain-timeout", "120"});
+    const unique_fd stuck = connect_stuck_peer(server);
     server.process.send_signal(SIGINT);
     const auto first = server.process.read_stdout_line();
     REQUIRE(first);
@@ -598,6 +616,26 @@ TEST_CASE("a second SIGINT during a drain closes the connections at once and exi
     CHECK(status.code == 0);
     CHECK(steady::now() - second_sent < 30s); // at once, not after the 120 s drain
     CHECK_THAT(server.process.stdout_text(), Contains("caught a second signal"));
+}
+
+TEST_CASE("the drain timeout closes a connection whose peer never reads and exits 0",
+          "[echo_server][defences][e2e]") {
+    server_process server(server_path::fast, {"-q", "--drain-timeout", "1"});
+    const unique_fd stuck = connect_stuck_peer(server);
+    const auto signalled = steady::now();
+    server.process.send_signal(SIGTERM);
+    const auto status = server.process.wait();
+    INFO("stdout:\n"
+         << server.process.stdout_text() << "stderr:\n"
+         << server.process.stderr_text());
+    REQUIRE(status.exited);
+    CHECK(status.code == 0);
+    CHECK(steady::now() - signalled < 30s);
+    CHECK_THAT(server.process.stdout_text(),
+               Contains("caught SIGTERM, draining 1 connection (up to 1000 ms"));
+    CHECK_THAT(server.process.stdout_text(),
+               Contains("drain timeout: closing the 1 remaining connection\n"));
+    CHECK(server.process.stderr_text().empty());
 }
 
 // --- option values ----------------------------------------------------------------------
