@@ -58,6 +58,20 @@ struct io_context_options {
     /// a gain on the echo server, where short sends are rare (docs/fast-path-experiments.md,
     /// section 4); a program that sends into full socket buffers may opt in.
     bool send_waitall = false;
+    /// Batching for a loop that sleeps (nothing ready, waiting for completions): for up to
+    /// this long after it falls asleep, it wakes only for a whole batch of
+    /// batch_wait_events completions; after that, for the first one, as without it
+    /// (IORING_ENTER_EXT_ARG's min_wait_usec, Linux 6.12; ring_features::batch_wait). One
+    /// wake-up then serves several completions: less CPU per message when they trickle in,
+    /// at up to this much added latency per sleep. It costs nothing under load (a batch is
+    /// there at once), never delays a loop with coroutines ready (it does not sleep), and
+    /// an idle loop still sleeps until something arrives. A timer that fires (sleep_for,
+    /// with_timeout) ends the wait at once: the kernel wakes the waiter for every
+    /// IORING_OP_TIMEOUT completion. 0, the default, wakes at the first completion; a
+    /// kernel without the feature ignores it.
+    std::chrono::microseconds batch_wait{0};
+    /// The batch that ends a batch_wait early. Below 2 there is nothing to batch.
+    unsigned batch_wait_events = 16;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
     std::FILE* trace = nullptr;
@@ -225,6 +239,8 @@ private:
 
     io_uring m_ring{};
     detail::ring_features m_features;
+    unsigned m_batch_wait_usec = 0;   // io_context_options::batch_wait, when the kernel has it
+    unsigned m_batch_wait_events = 1; // io_context_options::batch_wait_events
     bool m_stop_requested = false;
     bool m_running = false;
     bool m_adoptions_pending = false; // an adopted operation still needs its cancel

@@ -33,19 +33,27 @@ namespace {
 constexpr std::string_view usage =
     "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
     "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
-    "[--drain-timeout SECONDS] HOST PORT";
+    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] HOST PORT";
 
 // The drain's default: long enough for echoes in flight, short enough for a service manager.
 constexpr std::chrono::milliseconds default_drain_timeout{5000};
 
+// How long a sleeping loop waits for a batch of completions before it takes fewer
+// (io_context_options::batch_wait). Measured in docs/fast-path-experiments.md, section 7:
+// at 40k msg/s, 200 us cut the server's CPU per message by about a sixth against waking at
+// the first completion, where 50 us gained nothing; under saturation it changes nothing,
+// since a batch is always there.
+constexpr std::chrono::microseconds default_batch_wait{200};
+constexpr std::chrono::microseconds max_batch_wait{1'000'000};
+
 // The optional kernel features and fast-path techniques --disable can force off, so that
 // each fallback runs (and is tested) on a kernel that has them all.
 constexpr std::string_view disable_features =
-    "multishot-accept, multishot-recv, buffer-rings, register-ring-fd, gather-send";
+    "multishot-accept, multishot-recv, buffer-rings, register-ring-fd, gather-send, batch-wait";
 
 // Applies one comma-separated --disable list; false on a name it does not know.
 bool apply_disable_list(std::string_view list, io_context_options& options, bool& gather_send,
-                        std::string_view& bad) {
+                        bool& batch_wait, std::string_view& bad) {
     while (true) {
         const std::size_t comma = list.find(',');
         const std::string_view name = list.substr(0, comma);
@@ -59,6 +67,8 @@ bool apply_disable_list(std::string_view list, io_context_options& options, bool
             options.register_ring_fd = false;
         } else if (name == "gather-send") {
             gather_send = false;
+        } else if (name == "batch-wait") {
+            batch_wait = false;
         } else {
             bad = name;
             return false;
@@ -436,6 +446,8 @@ int echo_server_main(int argc, char** argv) {
     std::chrono::milliseconds drain_timeout = default_drain_timeout;
     std::size_t max_connections = 0;
     io_context_options options;
+    options.batch_wait = default_batch_wait;
+    bool batch_wait = true; // --disable batch-wait, whatever --batch-wait says
     bool gather_send = true;
     std::string_view positional[2];
     int count = 0;
@@ -464,9 +476,15 @@ int echo_server_main(int argc, char** argv) {
                        "            on Ctrl+C or SIGTERM, stop accepting and give connections\n"
                        "            this long to finish echoing what they received; a second\n"
                        "            signal closes them at once (default: {})\n"
+                       "  --batch-wait MICROSECONDS\n"
+                       "            when idle, sleep until a batch of completions is in or this\n"
+                       "            long has passed: less CPU per message under light load, at\n"
+                       "            up to this much latency; 0 wakes at the first (default: {};\n"
+                       "            needs Linux 6.12, ignored before)\n"
                        "SECONDS is a positive number, fractions allowed (0.5), at most 86400.\n"
                        "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n",
-                       usage, disable_features, default_drain_timeout.count() / 1000.0);
+                       usage, disable_features, default_drain_timeout.count() / 1000.0,
+                       default_batch_wait.count());
             return 0;
         }
         if (arg == "-q" || arg == "--quiet") {
@@ -503,13 +521,22 @@ int echo_server_main(int argc, char** argv) {
             (arg == "--idle-timeout"   ? idle_timeout
              : arg == "--send-timeout" ? send_timeout
                                        : drain_timeout) = *seconds;
+        } else if (arg == "--batch-wait") {
+            const std::string_view value = i + 1 < argc ? argv[++i] : std::string_view{};
+            const auto micros = value == "0" ? std::optional<std::size_t>(0) : parse_count(value);
+            if (!micros || *micros > static_cast<std::size_t>(max_batch_wait.count())) {
+                return usage_error(program, fmt::format("--batch-wait must be a whole number of "
+                                                        "microseconds from 0 to {}, not '{}'",
+                                                        max_batch_wait.count(), value));
+            }
+            options.batch_wait = std::chrono::microseconds(*micros);
         } else if (arg == "--disable") {
             std::string_view bad;
             if (i + 1 >= argc) {
                 return usage_error(program,
                                    fmt::format("--disable needs one of: {}", disable_features));
             }
-            if (!apply_disable_list(argv[++i], options, gather_send, bad)) {
+            if (!apply_disable_list(argv[++i], options, gather_send, batch_wait, bad)) {
                 return usage_error(program, fmt::format("unknown feature '{}' for --disable "
                                                         "(known: {})",
                                                         bad, disable_features));
@@ -524,6 +551,9 @@ int echo_server_main(int argc, char** argv) {
     }
     if (count != 2) {
         return usage_error(program);
+    }
+    if (!batch_wait) {
+        options.batch_wait = std::chrono::microseconds{0};
     }
     int exit_code = 0;
     const auto local = parse_host_port(program, positional[0], positional[1], exit_code);
@@ -561,12 +591,13 @@ int echo_server_main(int argc, char** argv) {
         std::string path = "simple (recv into each connection's buffer, --simple)";
         if (!simple) {
             try {
-                // 256 x 16 KiB rather than the library's 1024 x 4 KiB: the same 4 MiB, but a
-                // 16 KiB message arrives in one buffer and is echoed by one send.
-                // docs/fast-path-experiments.md measured it: 1.7x the throughput for
-                // 100 x 16 KiB, the same CPU per message for 1,000 x 64 B at 40k msg/s, and
-                // no more memory per idle connection.
-                ring.emplace(*context, buffer_ring_options{.count = 256, .buffer_size = 16 * 1024});
+                // 128 x 16 KiB rather than the library's 1024 x 4 KiB: a 16 KiB message
+                // arrives in one buffer and is echoed by one send (1.7x the throughput for
+                // 100 x 16 KiB, docs/fast-path-experiments.md section 3). 128 rather than
+                // 256: the same throughput in every configuration of bench/run, and half the
+                // 4 MiB that stays resident once every buffer has been used, which 5,000 idle
+                // connections share (section 7).
+                ring.emplace(*context, buffer_ring_options{.count = 128, .buffer_size = 16 * 1024});
                 path = fmt::format(
                     "buffer ring ({} x {} B, {} receive)", ring->count(), ring->buffer_size(),
                     context->features().multishot_recv ? "multishot" : "single-shot");
@@ -577,10 +608,15 @@ int echo_server_main(int argc, char** argv) {
         if (verbose) {
             fmt::print("receive path: {}\n", path);
             const auto& features = context->features();
-            fmt::print("features: multishot accept {}, registered ring fd {}, gather send {}\n",
+            fmt::print("features: multishot accept {}, registered ring fd {}, gather send {}, "
+                       "batch wait {}\n",
                        features.multishot_accept ? "on" : "off",
                        features.registered_ring_fd ? "on" : "off",
-                       ring && gather_send ? "on" : "off");
+                       ring && gather_send ? "on" : "off",
+                       features.batch_wait ? fmt::format("{} us", options.batch_wait.count())
+                       : options.batch_wait.count() == 0
+                           ? std::string("off")
+                           : std::string("off (the kernel lacks IORING_FEAT_MIN_TIMEOUT, 6.12)"));
         }
 
         deadlines.emplace(*context, idle_timeout, send_timeout);

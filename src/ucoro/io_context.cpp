@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <system_error>
@@ -23,6 +24,10 @@ io_context::io_context(io_context_options options) {
         throw std::system_error(-result, std::system_category(), describe_io_uring_error(-result));
     }
     m_dropped_seen = *m_ring.cq.koverflow;
+    if (m_features.batch_wait) {
+        m_batch_wait_usec = static_cast<unsigned>(options.batch_wait.count());
+        m_batch_wait_events = options.batch_wait_events;
+    }
     m_trace = options.trace != nullptr ? options.trace : trace::output_from_environment();
 }
 
@@ -165,8 +170,15 @@ void io_context::submit_pending(unsigned wait_for) {
             result = m_faults->before_enter();
         }
         if (result == 0) {
-            result = wait_for > 0 ? io_uring_submit_and_wait(&m_ring, wait_for)
-                                  : io_uring_submit_and_get_events(&m_ring);
+            if (wait_for == 0) {
+                result = io_uring_submit_and_get_events(&m_ring);
+            } else if (m_features.batch_wait) {
+                result =
+                    detail::submit_and_wait_batch(m_ring, std::max(wait_for, m_batch_wait_events),
+                                                  m_batch_wait_usec, m_features.registered_ring_fd);
+            } else {
+                result = io_uring_submit_and_wait(&m_ring, wait_for);
+            }
         }
         if (result >= 0 || result == -ETIME) {
             m_stats.submissions += result > 0 ? static_cast<unsigned>(result) : 0U;

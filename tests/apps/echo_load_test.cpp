@@ -519,6 +519,13 @@ TEST_CASE("echo server --disable with every feature still echoes 64 KiB messages
           "connections",
           "[echo_server][load][disable]") {
     run_load("--disable everything", large_messages(), server_path::fast,
-             "multishot-accept,multishot-recv,register-ring-fd,gather-send",
-             "multishot accept off, registered ring fd off, gather send off");
+             "multishot-accept,multishot-recv,register-ring-fd,gather-send,batch-wait",
+             "multishot accept off, registered ring fd off, gather send off, batch wait off");
+}
+
+TEST_CASE("echo server --disable batch-wait still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    run_load("--disable batch-wait", random_chunks(), server_path::fast, "batch-wait",
+             "batch wait off\n");
 }

@@ -28,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include "support/echo_server_usage.hpp"
 #include "support/fd_limit.hpp"
 #include "support/process.hpp"
 #include "support/unique_fd.hpp"
@@ -42,10 +43,7 @@ using ucoro_test::unique_fd;
 using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr std::string_view server_usage =
-    "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
-    "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
-    "[--drain-timeout SECONDS] HOST PORT";
+constexpr std::string_view server_usage = ucoro_test::echo_server_usage;
 
 // The fast path (multishot receive into the shared ring) or --simple (recv + send_all).
 enum class server_path { fast, simple };

@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "echo_server.hpp"
+#include "support/echo_server_usage.hpp"
 #include "support/process.hpp"
 #include "support/stderr_capture.hpp"
 #include "ucoro/detail/fault_injection.hpp"
@@ -40,6 +41,7 @@
 namespace {
 
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
 using Catch::Matchers::StartsWith;
 using ucoro_test::child_process;
 using ucoro_test::completed_run;
@@ -47,10 +49,7 @@ using ucoro_test::run_program;
 using ucoro_test::split_lines;
 using ucoro_test::unique_fd;
 
-constexpr std::string_view server_usage =
-    "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
-    "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
-    "[--drain-timeout SECONDS] HOST PORT";
+constexpr std::string_view server_usage = ucoro_test::echo_server_usage;
 
 completed_run run_server(std::vector<std::string> args) {
     args.insert(args.begin(), UCORO_ECHO_SERVER);
@@ -266,9 +265,75 @@ TEST_CASE("echo server --help lists every feature --disable accepts", "[echo_ser
     REQUIRE(run.status.exited);
     CHECK(run.status.code == 0);
     for (const char* feature : {"multishot-accept", "multishot-recv", "buffer-rings",
-                                "register-ring-fd", "gather-send"}) {
+                                "register-ring-fd", "gather-send", "batch-wait"}) {
         CHECK_THAT(run.out, Contains(feature));
     }
+}
+
+TEST_CASE("echo server --batch-wait rejects a bad value with usage and exit 2",
+          "[echo_server][cli]") {
+    for (const char* value : {"-1", "abc", "1000001", "1.5", "", "200us"}) {
+        INFO("--batch-wait '" << value << "'");
+        const completed_run run = run_server({"--batch-wait", value, "127.0.0.1", "0"});
+        REQUIRE(run.status.exited);
+        CHECK(run.status.code == 2);
+        CHECK(run.out.empty());
+        CHECK_THAT(run.err, Contains("--batch-wait must be a whole number of microseconds from 0 "
+                                     "to 1000000, not '" +
+                                     std::string(value) + "'"));
+        CHECK_THAT(run.err, Contains(std::string(server_usage)));
+    }
+    const completed_run missing = run_server({"127.0.0.1", "0", "--batch-wait"});
+    REQUIRE(missing.status.exited);
+    CHECK(missing.status.code == 2);
+    CHECK_THAT(missing.err, Contains(std::string(server_usage)));
+}
+
+// The features line -v prints once the server listens.
+std::string features_line(std::vector<std::string> options) {
+    std::vector<std::string> argv{UCORO_ECHO_SERVER, "-q", "-v"};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.insert(argv.end(), {"127.0.0.1", "0"});
+    child_process server(argv);
+    std::string found;
+    for (int i = 0; i < 3 && found.empty(); ++i) { // listening, receive path, features
+        const auto line = server.read_stdout_line();
+        REQUIRE(line);
+        if (line->starts_with("features: ")) {
+            found = *line;
+        }
+    }
+    server.send_signal(SIGINT);
+    const auto status = server.wait();
+    REQUIRE(status.exited);
+    CHECK(status.code == 0);
+    return found;
+}
+
+TEST_CASE("echo server -v names the batch wait; --batch-wait 0 and --disable batch-wait turn "
+          "it off",
+          "[echo_server][cli]") {
+    ucoro::io_context_options probe;
+    probe.batch_wait = std::chrono::microseconds(200);
+    bool kernel_has_it = false;
+    try {
+        ucoro::io_context context(probe);
+        kernel_has_it = context.features().batch_wait;
+    } catch (const std::system_error& e) {
+        WARN("SKIPPED: io_uring is not available here: " << e.what());
+        return;
+    }
+    CHECK_THAT(features_line({}),
+               EndsWith(kernel_has_it
+                            ? "batch wait 200 us"
+                            : "batch wait off (the kernel lacks IORING_FEAT_MIN_TIMEOUT, 6.12)"));
+    if (kernel_has_it) {
+        CHECK_THAT(features_line({"--batch-wait", "1000"}), EndsWith("batch wait 1000 us"));
+    }
+    CHECK_THAT(features_line({"--batch-wait", "0"}), EndsWith("batch wait off"));
+    // --disable wins whatever the order.
+    CHECK_THAT(features_line({"--disable", "batch-wait", "--batch-wait", "300"}),
+               EndsWith("batch wait off"));
 }
 
 TEST_CASE("echo server with an invalid port exits 2", "[echo_server][cli]") {

@@ -29,10 +29,21 @@ struct ring_features {
     /// ignores it on sends, so it is harmless there; the send_all operations resubmit a
     /// short count either way (a signal or an error can still cut a send short).
     bool send_waitall = false;
+    /// IORING_FEAT_MIN_TIMEOUT (Linux 6.12): io_uring_enter can wait for a batch of
+    /// completions for a bounded time past the first one (io_context_options::batch_wait).
+    /// Set only when that option asks for it.
+    bool batch_wait = false;
 };
 
 /// Sets up `ring` with the best flags this kernel accepts and checks that every opcode
 /// ucoro needs is there. Returns 0, or -errno (ENOSYS when the kernel is too old).
 int init_ring(io_uring& ring, const io_context_options& options, ring_features& features);
+
+/// io_uring_submit_and_wait(ring, wait_nr), except that once one completion is there the
+/// kernel goes on waiting for the rest of wait_nr for up to min_wait_usec (batch_wait).
+/// liburing 2.3 has no call for this, so it flushes the SQ and enters itself. Returns the
+/// number of SQEs submitted or -errno, as liburing does.
+int submit_and_wait_batch(io_uring& ring, unsigned wait_nr, unsigned min_wait_usec,
+                          bool registered_ring_fd);
 
 } // namespace ucoro::detail

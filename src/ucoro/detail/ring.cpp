@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <string>
 #include <system_error>
 
@@ -11,6 +12,10 @@
 namespace ucoro::detail {
 
 namespace {
+
+// Linux 6.12 (io_uring: add support for batch wait timeout); liburing 2.3's header predates
+// it, and names the field of io_uring_getevents_arg that carries the wait "pad".
+constexpr unsigned feat_min_timeout = 1U << 15; // IORING_FEAT_MIN_TIMEOUT
 
 // The opcodes the library submits, with the kernel that added the last of them (5.11).
 constexpr int required_opcodes[] = {
@@ -84,6 +89,8 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
     }
     features = probe_features(*probe, options);
     io_uring_free_probe(probe);
+    features.batch_wait = options.batch_wait.count() > 0 && options.batch_wait_events > 1 &&
+                          (params.features & feat_min_timeout) != 0;
     // Tried rather than probed: the call says whether the kernel has it (EINVAL before
     // 5.18) and liburing then enters through the registered index by itself. A refusal
     // only costs the optimisation. ~io_context unregisters it.
@@ -91,6 +98,36 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
         features.registered_ring_fd = io_uring_register_ring_fd(&ring) == 1;
     }
     return 0;
+}
+
+int submit_and_wait_batch(io_uring& ring, unsigned wait_nr, unsigned min_wait_usec,
+                          bool registered_ring_fd) {
+    // What liburing's private __io_uring_flush_sq does for a ring without SQPOLL: publish
+    // the SQEs prepared since the last submit. The kernel reads the tail when we enter.
+    io_uring_sq& sq = ring.sq;
+    const unsigned tail = sq.sqe_tail;
+    if (sq.sqe_head != tail) {
+        sq.sqe_head = tail;
+        __atomic_store_n(sq.ktail, tail, __ATOMIC_RELEASE);
+    }
+    const unsigned to_submit = tail - __atomic_load_n(sq.khead, __ATOMIC_ACQUIRE);
+    // With no overall timeout the kernel ends the whole wait when min_wait_usec expires,
+    // events or not, so an idle loop would wake every min_wait_usec. With one (a day, far
+    // beyond any wait we mean), it waits on for a single completion instead: that is the
+    // plain sleep we want when nothing came in the batch window. On expiry it says ETIME,
+    // which the loop treats as an empty wake-up.
+    __kernel_timespec day{.tv_sec = 24 * 60 * 60, .tv_nsec = 0};
+    io_uring_getevents_arg arg{};
+    arg.pad = min_wait_usec; // min_wait_usec since 6.12
+    arg.ts = reinterpret_cast<std::uintptr_t>(&day);
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    int fd = ring.ring_fd;
+    if (registered_ring_fd) {
+        flags |= IORING_ENTER_REGISTERED_RING;
+        fd = ring.enter_ring_fd;
+    }
+    return io_uring_enter2(static_cast<unsigned>(fd), to_submit, wait_nr, flags,
+                           reinterpret_cast<sigset_t*>(&arg), sizeof(arg));
 }
 
 } // namespace ucoro::detail

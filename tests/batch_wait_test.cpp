@@ -1,0 +1,140 @@
+// io_context_options::batch_wait: a sleeping loop wakes once for a batch of completions that
+// arrive within the window, still wakes when fewer arrive or a timer fires, and is off
+// unless asked for.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "support/context.hpp"
+#include "support/stream_pair.hpp"
+#include "ucoro/io_context.hpp"
+#include "ucoro/sleep.hpp"
+#include "ucoro/task.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ucoro::io_context;
+using ucoro::task;
+using ucoro_test::make_context;
+
+task<void> sleep_then_note(io_context& context, std::chrono::milliseconds duration,
+                           std::vector<std::error_code>& results) {
+    results.push_back(co_await ucoro::sleep_for(context, duration));
+}
+
+task<void> receive_one(ucoro::net::socket& socket, std::string& received) {
+    std::array<std::byte, 8> buffer{};
+    auto [error, count] = co_await socket.recv(buffer);
+    REQUIRE_FALSE(error);
+    received.assign(reinterpret_cast<const char*>(buffer.data()), count);
+}
+
+ucoro::io_context_options batching(std::chrono::microseconds window, unsigned events) {
+    ucoro::io_context_options options;
+    options.batch_wait = window;
+    options.batch_wait_events = events;
+    return options;
+}
+
+// Receives on `count` socket pairs while another thread writes one letter to each peer, a
+// millisecond apart (pacing a producer, not waiting for an event). Returns the letters in
+// pair order; the context's stats tell how often the loop woke.
+std::string receive_trickle(ucoro_test::test_context& context, int count) {
+    std::vector<ucoro_test::stream_pair> pairs;
+    pairs.reserve(static_cast<std::size_t>(count)); // the tasks hold references into it
+    std::vector<std::string> received(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) {
+        pairs.push_back(ucoro_test::make_stream_pair(context));
+        context.spawn(receive_one(pairs.back().ours, received[static_cast<std::size_t>(i)]));
+    }
+    std::thread writer([&pairs] {
+        char letter = 'a';
+        for (auto& pair : pairs) {
+            std::this_thread::sleep_for(1ms);
+            (void)::write(pair.peer.get(), &letter, 1);
+            ++letter;
+        }
+    });
+    context.run();
+    writer.join();
+    std::string letters;
+    for (const auto& one : received) {
+        letters += one;
+    }
+    return letters;
+}
+
+TEST_CASE("batch_wait: four receives that complete a millisecond apart wake the loop once") {
+    auto context = make_context(batching(2s, 4));
+    if (!context) {
+        return;
+    }
+    if (!context->features().batch_wait) {
+        WARN("SKIPPED: this kernel lacks IORING_FEAT_MIN_TIMEOUT (Linux 6.12)");
+        return;
+    }
+    CHECK(receive_trickle(*context, 4) == "abcd");
+    // One io_uring_enter submitted the four receives and slept until all four were done.
+    // Waking at the first completion, as without batch_wait, takes about one enter each.
+    CHECK(context->stats().submit_calls == 1);
+    CHECK(context->stats().completions == 4);
+}
+
+TEST_CASE("batch_wait: fewer completions than a batch still wake the loop once the window "
+          "has passed") {
+    auto context = make_context(batching(20ms, 16));
+    if (!context) {
+        return;
+    }
+    if (!context->features().batch_wait) {
+        WARN("SKIPPED: this kernel lacks IORING_FEAT_MIN_TIMEOUT (Linux 6.12)");
+        return;
+    }
+    // 2 of a batch of 16: run() returns (after the 20 ms window) instead of sleeping on.
+    CHECK(receive_trickle(*context, 2) == "ab");
+}
+
+TEST_CASE("batch_wait: a timer that fires ends the wait at once, batch or not") {
+    // The kernel wakes a waiter for every IORING_OP_TIMEOUT completion, so sleeps and
+    // with_timeout are never held back by a batch window.
+    auto context = make_context(batching(2s, 16));
+    if (!context) {
+        return;
+    }
+    std::vector<std::error_code> results;
+    context->spawn(sleep_then_note(*context, 1ms, results));
+    const auto start = std::chrono::steady_clock::now();
+    context->run();
+    CHECK(results == std::vector<std::error_code>(1));
+    CHECK(std::chrono::steady_clock::now() - start < 1s); // not the 2 s window
+}
+
+TEST_CASE("batch_wait is off by default and with a batch of fewer than 2") {
+    auto plain = make_context();
+    if (!plain) {
+        return;
+    }
+    CHECK_FALSE(plain->features().batch_wait);
+    auto single = make_context(batching(200us, 1));
+    REQUIRE(single);
+    CHECK_FALSE(single->features().batch_wait);
+    // Without it, each timer wakes the loop by itself.
+    std::vector<std::error_code> results;
+    for (int i = 1; i <= 4; ++i) {
+        plain->spawn(sleep_then_note(*plain, std::chrono::milliseconds(10 * i), results));
+    }
+    plain->run();
+    CHECK(results == std::vector<std::error_code>(4));
+    CHECK(plain->stats().submit_calls >= 2);
+}
+
+} // namespace
