@@ -18,6 +18,7 @@
 #include "ucoro/io_context.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/timeout.hpp"
 
 namespace {
 
@@ -118,23 +119,62 @@ TEST_CASE("batch_wait: a timer that fires ends the wait at once, batch or not") 
     CHECK(std::chrono::steady_clock::now() - start < 1s); // not the 2 s window
 }
 
-TEST_CASE("batch_wait is off by default and with a batch of fewer than 2") {
+TEST_CASE("batch_wait is off by default, and a batch below 2 wakes at the first completion") {
     auto plain = make_context();
     if (!plain) {
         return;
     }
     CHECK_FALSE(plain->features().batch_wait);
-    auto single = make_context(batching(200us, 1));
+    CHECK(receive_trickle(*plain, 4) == "abcd");
+    CHECK(plain->stats().submit_calls >= 2); // each receive woke the loop, or most did
+
+    auto single = make_context(batching(2s, 1));
     REQUIRE(single);
-    CHECK_FALSE(single->features().batch_wait);
-    // Without it, each timer wakes the loop by itself.
-    std::vector<std::error_code> results;
-    for (int i = 1; i <= 4; ++i) {
-        plain->spawn(sleep_then_note(*plain, std::chrono::milliseconds(10 * i), results));
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(receive_trickle(*single, 4) == "abcd");
+    CHECK(single->stats().submit_calls >= 2);
+    CHECK(std::chrono::steady_clock::now() - start < 1s); // never the 2 s window
+}
+
+TEST_CASE("batch_wait: set_batch_wait_events changes the batch while the loop runs") {
+    auto context = make_context(batching(2s, 16));
+    if (!context) {
+        return;
     }
-    plain->run();
-    CHECK(results == std::vector<std::error_code>(4));
-    CHECK(plain->stats().submit_calls >= 2);
+    if (!context->features().batch_wait) {
+        WARN("SKIPPED: this kernel lacks IORING_FEAT_MIN_TIMEOUT (Linux 6.12)");
+        return;
+    }
+    context->set_batch_wait_events(4); // as a server with four live connections does
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(receive_trickle(*context, 4) == "abcd");
+    CHECK(context->stats().submit_calls == 1);            // one batch of four
+    CHECK(std::chrono::steady_clock::now() - start < 1s); // filled, not the 2 s window
+}
+
+TEST_CASE("batch_wait: a with_timeout's linked timeout waits for the window, as documented") {
+    // Unlike IORING_OP_TIMEOUT, an expired IORING_OP_LINK_TIMEOUT does not wake a waiter by
+    // itself (io_context_options::batch_wait says so): the recv it cancels completes into
+    // a batch that cannot fill, so the loop sleeps until the window ends.
+    auto context = make_context(batching(300ms, 16));
+    if (!context) {
+        return;
+    }
+    if (!context->features().batch_wait) {
+        WARN("SKIPPED: this kernel lacks IORING_FEAT_MIN_TIMEOUT (Linux 6.12)");
+        return;
+    }
+    auto pair = ucoro_test::make_stream_pair(*context);
+    std::error_code error;
+    context->spawn([](ucoro::net::socket& socket, std::error_code& out) -> task<void> {
+        std::array<std::byte, 8> buffer{};
+        auto [e, n] = co_await ucoro::with_timeout(socket.recv(buffer), 1ms);
+        out = e;
+    }(pair.ours, error));
+    const auto start = std::chrono::steady_clock::now();
+    context->run();
+    CHECK(error == std::errc::timed_out);
+    CHECK(std::chrono::steady_clock::now() - start >= 250ms);
 }
 
 } // namespace

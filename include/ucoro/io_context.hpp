@@ -59,18 +59,27 @@ struct io_context_options {
     /// section 4); a program that sends into full socket buffers may opt in.
     bool send_waitall = false;
     /// Batching for a loop that sleeps (nothing ready, waiting for completions): for up to
-    /// this long after it falls asleep, it wakes only for a whole batch of
+    /// this long (at most 1 s) after it falls asleep, it wakes only for a whole batch of
     /// batch_wait_events completions; after that, for the first one, as without it
     /// (IORING_ENTER_EXT_ARG's min_wait_usec, Linux 6.12; ring_features::batch_wait). One
-    /// wake-up then serves several completions: less CPU per message when they trickle in,
-    /// at up to this much added latency per sleep. It costs nothing under load (a batch is
-    /// there at once), never delays a loop with coroutines ready (it does not sleep), and
-    /// an idle loop still sleeps until something arrives. A timer that fires (sleep_for,
-    /// with_timeout) ends the wait at once: the kernel wakes the waiter for every
-    /// IORING_OP_TIMEOUT completion. 0, the default, wakes at the first completion; a
+    /// wake-up then serves several completions: less CPU per message when many sources
+    /// trickle in, at up to this much added latency per sleep. A loop with coroutines ready
+    /// does not sleep, and an idle loop still sleeps until something arrives.
+    ///
+    /// The price: a batch that cannot fill costs the whole window. Completions already in
+    /// the queue when the loop falls asleep (a send that finished as it was submitted) count
+    /// towards the batch but do not end the wait, and a client in a request/response
+    /// exchange completes one message per round trip, so a loop serving fewer sources than
+    /// the batch waits out the window on every sleep. Keep batch_wait_events at or below
+    /// the number of independent sources (set_batch_wait_events() while running; the echo
+    /// server uses its live connections, at most 16). An IORING_OP_TIMEOUT that fires
+    /// (sleep_for, sleep_until) ends the wait at once, as the kernel always wakes a waiter
+    /// for it; a with_timeout's linked timeout and a cancel do not, and wait for the window
+    /// or the batch like any completion. 0, the default, wakes at the first completion; a
     /// kernel without the feature ignores it.
     std::chrono::microseconds batch_wait{0};
-    /// The batch that ends a batch_wait early. Below 2 there is nothing to batch.
+    /// The batch that ends a batch_wait early. Below 2 there is nothing to batch and the loop
+    /// wakes at the first completion.
     unsigned batch_wait_events = 16;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
@@ -197,6 +206,13 @@ public:
     /// The optional kernel features in use (probed at construction).
     const detail::ring_features& features() const noexcept { return m_features; }
 
+    /// Changes io_context_options::batch_wait_events while the loop runs. A batch is worth
+    /// waiting for only when that many completions can come at once: a connection in a
+    /// request/response exchange completes one message per round trip, so a server that
+    /// sets this to its number of live connections (capped) never holds one busy client
+    /// back by the window. Below 2 the loop wakes at the first completion.
+    void set_batch_wait_events(unsigned events) noexcept { m_batch_wait_events = events; }
+
     /// Counters, for tests, benchmarks and the server's -v report.
     struct statistics {
         std::uint64_t submit_calls = 0;         // io_uring_enter calls the loop made
@@ -240,7 +256,7 @@ private:
     io_uring m_ring{};
     detail::ring_features m_features;
     unsigned m_batch_wait_usec = 0;   // io_context_options::batch_wait, when the kernel has it
-    unsigned m_batch_wait_events = 1; // io_context_options::batch_wait_events
+    unsigned m_batch_wait_events = 1; // io_context_options::batch_wait_events, or as set
     bool m_stop_requested = false;
     bool m_running = false;
     bool m_adoptions_pending = false; // an adopted operation still needs its cancel

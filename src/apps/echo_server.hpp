@@ -30,7 +30,12 @@ struct server_controls {
     bool draining = false; // SIGINT seen: accept no more
     sleep_operation* accept_pause = nullptr; // the accept loop waiting for a free slot
     bool gather_send = true; // echo the buffers waiting in a stream with one sendmsg
+    unsigned max_batch = 16; // the loop's batch_wait_events with this many connections or more
 
+    /// A connection was accepted: counted, and the loop may wait for one more completion
+    /// per wake-up (io_context::set_batch_wait_events: one per live connection, at most
+    /// max_batch, since each client completes one message per round trip).
+    void connection_opened() noexcept;
     /// A connection has closed its descriptor: a paused accept loop (at the limit, or out
     /// of descriptors) tries again now, and the last connection of a drain stops the loop.
     void connection_closed() noexcept;

@@ -25,9 +25,11 @@ io_context::io_context(io_context_options options) {
     }
     m_dropped_seen = *m_ring.cq.koverflow;
     if (m_features.batch_wait) {
-        m_batch_wait_usec = static_cast<unsigned>(options.batch_wait.count());
-        m_batch_wait_events = options.batch_wait_events;
+        // At most a second: a window is a latency budget, not a sleep.
+        m_batch_wait_usec = static_cast<unsigned>(
+            std::min<std::chrono::microseconds::rep>(options.batch_wait.count(), 1'000'000));
     }
+    m_batch_wait_events = options.batch_wait_events;
     m_trace = options.trace != nullptr ? options.trace : trace::output_from_environment();
 }
 
@@ -172,10 +174,9 @@ void io_context::submit_pending(unsigned wait_for) {
         if (result == 0) {
             if (wait_for == 0) {
                 result = io_uring_submit_and_get_events(&m_ring);
-            } else if (m_features.batch_wait) {
-                result =
-                    detail::submit_and_wait_batch(m_ring, std::max(wait_for, m_batch_wait_events),
-                                                  m_batch_wait_usec, m_features.registered_ring_fd);
+            } else if (m_features.batch_wait && m_batch_wait_events > wait_for) {
+                result = detail::submit_and_wait_batch(
+                    m_ring, m_batch_wait_events, m_batch_wait_usec, m_features.registered_ring_fd);
             } else {
                 result = io_uring_submit_and_wait(&m_ring, wait_for);
             }

@@ -582,7 +582,9 @@ unique_fd connect_stuck_peer(const server_process& server) {
     std::size_t pushed = 0;
     bool stalled = false;
     while (pushed < 1024 * chunk.size()) { // 64 MiB bound: only a server that reads forever
-        if (!wait_writable(stuck.get(), 500ms)) {
+        // A whole second: a server that is only descheduled on a busy machine must not
+        // look stuck.
+        if (!wait_writable(stuck.get(), 1000ms)) {
             stalled = true; // nobody is reading any more: the server is stuck sending to us
             break;
         }

@@ -89,8 +89,8 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
     }
     features = probe_features(*probe, options);
     io_uring_free_probe(probe);
-    features.batch_wait = options.batch_wait.count() > 0 && options.batch_wait_events > 1 &&
-                          (params.features & feat_min_timeout) != 0;
+    features.batch_wait =
+        options.batch_wait.count() > 0 && (params.features & feat_min_timeout) != 0;
     // Tried rather than probed: the call says whether the kernel has it (EINVAL before
     // 5.18) and liburing then enters through the registered index by itself. A refusal
     // only costs the optimisation. ~io_context unregisters it.
