@@ -540,7 +540,9 @@ int echo_server_main(int argc, char** argv) {
                                        : drain_timeout) = *seconds;
         } else if (arg == "--batch-wait") {
             const std::string_view value = i + 1 < argc ? argv[++i] : std::string_view{};
-            const auto micros = value == "0" ? std::optional<std::size_t>(0) : parse_count(value);
+            const bool zero =
+                !value.empty() && value.find_first_not_of('0') == std::string_view::npos;
+            const auto micros = zero ? std::optional<std::size_t>(0) : parse_count(value);
             if (!micros || *micros > static_cast<std::size_t>(max_batch_wait.count())) {
                 return usage_error(program, fmt::format("--batch-wait must be a whole number of "
                                                         "microseconds from 0 to {}, not '{}'",

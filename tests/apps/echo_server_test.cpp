@@ -331,6 +331,7 @@ TEST_CASE("echo server -v names the batch wait; --batch-wait 0 and --disable bat
         CHECK_THAT(features_line({"--batch-wait", "1000"}), EndsWith("batch wait 1000 us"));
     }
     CHECK_THAT(features_line({"--batch-wait", "0"}), EndsWith("batch wait off"));
+    CHECK_THAT(features_line({"--batch-wait", "000"}), EndsWith("batch wait off"));
     // --disable wins whatever the order.
     CHECK_THAT(features_line({"--disable", "batch-wait", "--batch-wait", "300"}),
                EndsWith("batch wait off"));
