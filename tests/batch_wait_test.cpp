@@ -46,10 +46,11 @@ ucoro::io_context_options batching(std::chrono::microseconds window, unsigned ev
     return options;
 }
 
-// Receives on `count` socket pairs while another thread writes one letter to each peer, a
-// millisecond apart (pacing a producer, not waiting for an event). Returns the letters in
-// pair order; the context's stats tell how often the loop woke.
-std::string receive_trickle(ucoro_test::test_context& context, int count) {
+// Receives on `count` socket pairs while another thread writes one letter to each peer,
+// `gap` apart (pacing a producer, not waiting for an event). Returns the letters in pair
+// order; the context's stats tell how often the loop woke.
+std::string receive_trickle(ucoro_test::test_context& context, int count,
+                            std::chrono::milliseconds gap = 1ms) {
     std::vector<ucoro_test::stream_pair> pairs;
     pairs.reserve(static_cast<std::size_t>(count)); // the tasks hold references into it
     std::vector<std::string> received(static_cast<std::size_t>(count));
@@ -57,10 +58,10 @@ std::string receive_trickle(ucoro_test::test_context& context, int count) {
         pairs.push_back(ucoro_test::make_stream_pair(context));
         context.spawn(receive_one(pairs.back().ours, received[static_cast<std::size_t>(i)]));
     }
-    std::thread writer([&pairs] {
+    std::thread writer([&pairs, gap] {
         char letter = 'a';
         for (auto& pair : pairs) {
-            std::this_thread::sleep_for(1ms);
+            std::this_thread::sleep_for(gap);
             (void)::write(pair.peer.get(), &letter, 1);
             ++letter;
         }
@@ -125,13 +126,14 @@ TEST_CASE("batch_wait is off by default, and a batch below 2 wakes at the first 
         return;
     }
     CHECK_FALSE(plain->features().batch_wait);
-    CHECK(receive_trickle(*plain, 4) == "abcd");
+    // 20 ms apart, so that even a loop thread descheduled for a while sees them separately.
+    CHECK(receive_trickle(*plain, 4, 20ms) == "abcd");
     CHECK(plain->stats().submit_calls >= 2); // each receive woke the loop, or most did
 
     auto single = make_context(batching(2s, 1));
     REQUIRE(single);
     const auto start = std::chrono::steady_clock::now();
-    CHECK(receive_trickle(*single, 4) == "abcd");
+    CHECK(receive_trickle(*single, 4, 20ms) == "abcd");
     CHECK(single->stats().submit_calls >= 2);
     CHECK(std::chrono::steady_clock::now() - start < 1s); // never the 2 s window
 }

@@ -79,6 +79,8 @@ public:
     unsigned available() const noexcept { return m_state->available(); }
     /// How often a stream re-armed its receive after the ring had run empty (ENOBUFS).
     std::uint64_t enobufs_rearms() const noexcept { return m_state->enobufs_rearms; }
+    /// Completions that carried more than one buffer (io_context_options::recv_bundle).
+    std::uint64_t bundles() const noexcept { return m_state->bundles; }
 
 private:
     friend class net::recv_stream; // shares the state with each request it makes

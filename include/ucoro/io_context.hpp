@@ -58,6 +58,11 @@ struct io_context_options {
     /// a gain on the echo server, where short sends are rare (docs/fast-path-experiments.md,
     /// section 4); a program that sends into full socket buffers may opt in.
     bool send_waitall = false;
+    /// Receive streams ask for bundles (IORING_RECVSEND_BUNDLE, Linux 6.10;
+    /// ring_features::recv_bundle): one completion may carry several consecutive ring
+    /// buffers, which the stream hands out one by one as usual. Off by default: measured
+    /// without a gain on the echo server (docs/fast-path-experiments.md, section 9).
+    bool recv_bundle = false;
     /// Batching for a loop that sleeps (nothing ready, waiting for completions): for up to
     /// this long (at most 1 s) after it falls asleep, it wakes only for a whole batch of
     /// batch_wait_events completions; after that, for the first one, as without it

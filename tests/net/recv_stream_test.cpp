@@ -93,12 +93,15 @@ task<void> receive_one_then_close(ucoro::net::socket& connection, buffer_ring& r
     ++finished;
 }
 
-void stream_one_mebibyte(ucoro::io_context_options options) {
+void stream_one_mebibyte(ucoro::io_context_options options, unsigned ring_count = 2) {
     auto context = ucoro_test::make_ring_context(options);
     if (!context) {
         return;
     }
-    buffer_ring ring(*context, {.count = 2, .buffer_size = 1024});
+    if (options.recv_bundle && !ucoro_test::recv_bundle_or_skip(*context)) {
+        return;
+    }
+    buffer_ring ring(*context, {.count = ring_count, .buffer_size = 1024});
     listener server(*context, address::ipv4_loopback(0));
     auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
     const auto payload = ucoro_test::make_pattern(1024 * 1024);
@@ -118,8 +121,13 @@ void stream_one_mebibyte(ucoro::io_context_options options) {
     CHECK(context->in_flight() == 0);
     INFO("ENOBUFS re-arms: " << ring.enobufs_rearms());
     if (options.multishot_recv) {
-        // A 1 MiB stream cannot fit in 2 KiB of ring: it must have run empty and re-armed.
+        // A 1 MiB stream cannot fit in a few KiB of ring: it must have run empty and re-armed.
         CHECK(ring.enobufs_rearms() > 0);
+    }
+    if (options.recv_bundle) {
+        CHECK(ring.bundles() > 0); // completions with several buffers did come
+    } else {
+        CHECK(ring.bundles() == 0);
     }
 }
 
@@ -141,9 +149,19 @@ TEST_CASE("recv_stream with multishot receive switched off delivers 1 MiB byte f
     stream_one_mebibyte(options);
 }
 
-TEST_CASE("many connections share one small ring with nothing lost or reordered") {
-    auto context = ucoro_test::make_ring_context();
+TEST_CASE("recv_stream with bundled receives delivers 1 MiB byte for byte, a buffer at a "
+          "time") {
+    ucoro::io_context_options options;
+    options.recv_bundle = true;
+    stream_one_mebibyte(options, 8);
+}
+
+void share_one_small_ring(ucoro::io_context_options options) {
+    auto context = ucoro_test::make_ring_context(options);
     if (!context) {
+        return;
+    }
+    if (options.recv_bundle && !ucoro_test::recv_bundle_or_skip(*context)) {
         return;
     }
     constexpr std::size_t connections = 32;
@@ -175,6 +193,17 @@ TEST_CASE("many connections share one small ring with nothing lost or reordered"
     // 32 streams on 4 buffers: some found the ring empty and waited for a buffer.
     CHECK(ring.enobufs_rearms() > 0);
     CHECK(ring.available() == ring.count());
+}
+
+TEST_CASE("many connections share one small ring with nothing lost or reordered") {
+    share_one_small_ring({});
+}
+
+TEST_CASE("many connections share one small ring with bundled receives, nothing lost or "
+          "reordered") {
+    ucoro::io_context_options options;
+    options.recv_bundle = true;
+    share_one_small_ring(options);
 }
 
 TEST_CASE("a stream whose coroutine stops reading holds a bounded share of the ring") {
@@ -263,10 +292,12 @@ TEST_CASE("end of stream is an empty buffer without an error, and stays so") {
     CHECK(ring.available() == ring.count());
 }
 
-TEST_CASE("a stream dropped with its request in flight gives back every buffer that still "
-          "arrives") {
-    auto context = ucoro_test::make_ring_context();
+void drop_stream_in_flight(ucoro::io_context_options options) {
+    auto context = ucoro_test::make_ring_context(options);
     if (!context) {
+        return;
+    }
+    if (options.recv_bundle && !ucoro_test::recv_bundle_or_skip(*context)) {
         return;
     }
     buffer_ring ring(*context, {.count = 8, .buffer_size = 256});
@@ -296,6 +327,18 @@ TEST_CASE("a stream dropped with its request in flight gives back every buffer t
     CHECK(dropped);
     CHECK(context->in_flight() == 0);
     CHECK(ring.available() == ring.count());
+}
+
+TEST_CASE("a stream dropped with its request in flight gives back every buffer that still "
+          "arrives") {
+    drop_stream_in_flight({});
+}
+
+TEST_CASE("a stream with bundled receives dropped in flight gives back every buffer of every "
+          "bundle") {
+    ucoro::io_context_options options;
+    options.recv_bundle = true;
+    drop_stream_in_flight(options);
 }
 
 TEST_CASE("every buffer is back in the ring once all connections have closed") {

@@ -30,6 +30,15 @@ inline std::unique_ptr<test_context> make_ring_context(ucoro::io_context_options
     return context;
 }
 
+/// Same for bundled receives (IORING_RECVSEND_BUNDLE, Linux 6.10), when asked for.
+inline bool recv_bundle_or_skip(const ucoro::io_context& context) {
+    if (context.features().recv_bundle) {
+        return true;
+    }
+    WARN("SKIPPED: bundled receives (IORING_FEAT_RECVSEND_BUNDLE) need Linux 6.10");
+    return false;
+}
+
 /// Same for multishot receive (IORING_RECV_MULTISHOT, Linux 6.0).
 inline bool multishot_recv_or_skip(const ucoro::io_context& context) {
     if (context.features().multishot_recv) {

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 struct io_uring_buf_ring;
 
@@ -54,8 +55,14 @@ public:
     unsigned available() const noexcept { return m_count - m_lent; }
     std::byte* data(std::uint16_t id) const noexcept { return m_buffers + id * m_buffer_size; }
 
-    /// A completion carried buffer `id` (IORING_CQE_F_BUFFER): it is out of the ring.
-    void lend() noexcept { ++m_lent; }
+    /// A completion carried `buffers` buffers (IORING_CQE_F_BUFFER): out of the ring.
+    void lend(unsigned buffers = 1) noexcept { m_lent += buffers; }
+    /// The id of the buffer `offset` places after `first` in the ring, where a bundle
+    /// completion (which names only its first buffer) took the rest from: the kernel takes
+    /// a bundle's buffers from consecutive ring entries. Valid while those buffers are
+    /// still lent out (their entries cannot have been reused: the ring holds at most
+    /// count() entries, and these are among them).
+    std::uint16_t id_after(std::uint16_t first, unsigned offset) const noexcept;
     /// Puts buffer `id` back in the ring and wakes the oldest parked waiter, if any.
     void give_back(std::uint16_t id) noexcept;
 
@@ -67,6 +74,7 @@ public:
     bool closed() const noexcept { return m_closed; }
 
     std::uint64_t enobufs_rearms = 0; // re-arms after the ring ran empty
+    std::uint64_t bundles = 0;        // completions that carried several buffers
 
 private:
     buffer_ring_state() = default;
@@ -85,6 +93,7 @@ private:
     bool m_registered = false;
     bool m_closed = false;
     unsigned m_references = 1;
+    std::unique_ptr<std::uint16_t[]> m_entry_of; // ring entry (tail value) each id was put at
     buffer_waiter* m_parked_head = nullptr;
     buffer_waiter* m_parked_tail = nullptr;
 };

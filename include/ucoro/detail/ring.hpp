@@ -33,6 +33,10 @@ struct ring_features {
     /// completions for a bounded time past the first one (io_context_options::batch_wait).
     /// Set only when that option asks for it.
     bool batch_wait = false;
+    /// IORING_FEAT_RECVSEND_BUNDLE (Linux 6.10): a multishot receive may fill several ring
+    /// buffers per completion (io_context_options::recv_bundle). Set only when asked for
+    /// and multishot receive is on.
+    bool recv_bundle = false;
 };
 
 /// Sets up `ring` with the best flags this kernel accepts and checks that every opcode

@@ -88,8 +88,10 @@ buffer_ring_state* buffer_ring_state::create(io_context& context,
         state->m_registered = true;
 
         io_uring_buf_ring_init(state->m_ring);
+        state->m_entry_of = std::make_unique<std::uint16_t[]>(count);
         const int mask = io_uring_buf_ring_mask(count);
         for (unsigned id = 0; id < count; ++id) {
+            state->m_entry_of[id] = static_cast<std::uint16_t>(id);
             io_uring_buf_ring_add(state->m_ring, state->data(static_cast<std::uint16_t>(id)),
                                   static_cast<unsigned>(options.buffer_size),
                                   static_cast<unsigned short>(id), mask, static_cast<int>(id));
@@ -119,7 +121,13 @@ void buffer_ring_state::remove_ref() noexcept {
     }
 }
 
+std::uint16_t buffer_ring_state::id_after(std::uint16_t first, unsigned offset) const noexcept {
+    const unsigned entry = (m_entry_of[first] + offset) & (m_count - 1);
+    return m_ring->bufs[entry].bid;
+}
+
 void buffer_ring_state::give_back(std::uint16_t id) noexcept {
+    m_entry_of[id] = m_ring->tail; // only this thread moves the tail
     io_uring_buf_ring_add(m_ring, data(id), static_cast<unsigned>(m_buffer_size), id,
                           io_uring_buf_ring_mask(m_count), 0);
     io_uring_buf_ring_advance(m_ring, 1);

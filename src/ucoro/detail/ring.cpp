@@ -16,6 +16,8 @@ namespace {
 // Linux 6.12 (io_uring: add support for batch wait timeout); liburing 2.3's header predates
 // it, and names the field of io_uring_getevents_arg that carries the wait "pad".
 constexpr unsigned feat_min_timeout = 1U << 15; // IORING_FEAT_MIN_TIMEOUT
+// Linux 6.10 (io_uring/net: add support for bundles), also after liburing 2.3's header.
+constexpr unsigned feat_recvsend_bundle = 1U << 14; // IORING_FEAT_RECVSEND_BUNDLE
 
 // The opcodes the library submits, with the kernel that added the last of them (5.11).
 constexpr int required_opcodes[] = {
@@ -91,6 +93,8 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
     io_uring_free_probe(probe);
     features.batch_wait =
         options.batch_wait.count() > 0 && (params.features & feat_min_timeout) != 0;
+    features.recv_bundle = options.recv_bundle && features.multishot_recv &&
+                           (params.features & feat_recvsend_bundle) != 0;
     // Tried rather than probed: the call says whether the kernel has it (EINVAL before
     // 5.18) and liburing then enters through the registered index by itself. A refusal
     // only costs the optimisation. ~io_context unregisters it.

@@ -12,12 +12,20 @@
 
 namespace ucoro::net {
 
+namespace {
+
+// Linux 6.10; liburing 2.3's header predates it. Probed as ring_features::recv_bundle.
+constexpr unsigned recvsend_bundle = 1U << 4; // IORING_RECVSEND_BUNDLE
+
+} // namespace
+
 class recv_stream::request final : public detail::multishot_operation,
                                    public detail::buffer_waiter {
 public:
     request(detail::buffer_ring_state& ring, int fd) noexcept
         : multishot_operation(ring.context()), m_ring(&ring), m_fd(fd),
-          m_multishot(ring.context().features().multishot_recv) {
+          m_multishot(ring.context().features().multishot_recv),
+          m_bundle(ring.context().features().recv_bundle) {
         ring.add_ref();
     }
 
@@ -36,6 +44,9 @@ public:
         sqe.ioprio |= IORING_RECVSEND_POLL_FIRST;
         if (m_multishot) {
             sqe.ioprio |= IORING_RECV_MULTISHOT;
+        }
+        if (m_bundle) {
+            sqe.ioprio |= recvsend_bundle; // several buffers per completion, when queued
         }
     }
 
@@ -62,11 +73,18 @@ public:
 
 private:
     bool filter(detail::completion& c, bool live) noexcept override {
+        unsigned buffers = 0;
         if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
-            m_ring->lend(); // every buffer a CQE carries, whoever ends up with it
+            buffers = buffers_in(c);
+            m_ring->lend(buffers); // every buffer a CQE carries, whoever ends up with it
         }
         if (!live) {
-            return true; // drop() gives its buffer back
+            // drop() gives back the first buffer; the rest of a bundle go back here, read
+            // in ring order before any of them is given back (id_after's condition).
+            for (unsigned i = 1; i < buffers; ++i) {
+                m_ring->give_back(m_ring->id_after(buffer_id(c), i));
+            }
+            return true;
         }
         const bool final = (c.flags & IORING_CQE_F_MORE) == 0;
         if (final && std::exchange(m_paused, false) &&
@@ -97,7 +115,7 @@ private:
         if (c.result > 0) {
             // This completion will be queued: at the limit, stop receiving until the
             // consumer catches up, so that one slow reader cannot drain the ring.
-            const bool full = queued() + 1 >= m_ring->stream_queue_limit();
+            const bool full = queued() + buffers >= m_ring->stream_queue_limit();
             if (!final && full && !cancel_requested()) {
                 m_paused = true;
                 try {
@@ -110,7 +128,42 @@ private:
                 arm_or_leave_to_next();
             }
         }
+        if (buffers > 1) {
+            ++m_ring->bundles;
+            hand_out_bundle(c, buffers);
+            return false;
+        }
         return true;
+    }
+
+    static std::uint16_t buffer_id(const detail::completion& c) noexcept {
+        return static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
+    }
+
+    // How many ring buffers a completion with IORING_CQE_F_BUFFER carries: one, or for a
+    // bundle as many as its bytes fill (the kernel fills each buffer before the next).
+    unsigned buffers_in(const detail::completion& c) const noexcept {
+        if (!m_bundle || c.result <= 0) {
+            return 1;
+        }
+        const std::size_t size = m_ring->buffer_size();
+        return static_cast<unsigned>((static_cast<std::size_t>(c.result) + size - 1) / size);
+    }
+
+    // A bundle reaches the consumer as one completion per buffer, in ring order, so that
+    // next() and try_next() still give one buffer each. All ids are read before the
+    // consumer (resumed later, through the ready queue) can give any of them back.
+    void hand_out_bundle(const detail::completion& c, unsigned buffers) noexcept {
+        const std::size_t size = m_ring->buffer_size();
+        std::size_t left = static_cast<std::size_t>(c.result);
+        for (unsigned i = 0; i < buffers; ++i) {
+            const std::uint16_t id = i == 0 ? buffer_id(c) : m_ring->id_after(buffer_id(c), i);
+            const std::size_t length = left < size ? left : size;
+            left -= length;
+            post_completion({static_cast<int>(length),
+                             IORING_CQE_F_BUFFER | IORING_CQE_F_MORE |
+                                 (static_cast<std::uint32_t>(id) << IORING_CQE_BUFFER_SHIFT)});
+        }
     }
 
     // If the ring fails here, the consumer's next() arms again and reports it.
@@ -137,6 +190,7 @@ private:
     detail::buffer_ring_state* m_ring;
     int m_fd;
     bool m_multishot;
+    bool m_bundle;
     bool m_waiting_for_buffer = false;
     bool m_paused = false; // we cancelled the request because the queue is full
 };
