@@ -120,8 +120,11 @@ void stream_one_mebibyte(ucoro::io_context_options options, unsigned ring_count 
     CHECK(ring.available() == ring.count());
     CHECK(context->in_flight() == 0);
     INFO("ENOBUFS re-arms: " << ring.enobufs_rearms());
-    if (options.multishot_recv) {
+    if (options.multishot_recv && !options.recv_bundle) {
         // A 1 MiB stream cannot fit in a few KiB of ring: it must have run empty and re-armed.
+        // Not asserted for bundles: one bundled receive may take the whole ring, and when the
+        // kernel does not retry at once the loop has refilled it before the next attempt
+        // (seen on CI's kernel), so running empty is possible there but not certain.
         CHECK(ring.enobufs_rearms() > 0);
     }
     if (options.recv_bundle) {
