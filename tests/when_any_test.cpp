@@ -225,7 +225,12 @@ TEST_CASE("a loser waiting in recv_stream::next() is cancelled and when_any retu
     auto result = context->block_on(
         when_any(silent_stream(pair.ours, ring, outcome), value_next_turn(*context, 4)));
     CHECK(result.index == 1);
-    check_cancelled(outcome, *context);
+    CHECK(outcome.finished == 1);
+    CHECK(outcome.error == std::errc::operation_canceled);
+    // The cancel of a wait is partial: the loser's stream, dropped as the loser unwound,
+    // is what ended the request, and the context finishes it on its own.
+    context->run();
+    CHECK(context->in_flight() == 0);
     CHECK(ring.available() == ring.count());
 }
 

@@ -24,11 +24,10 @@ struct buffer_ring_options {
     /// A receive takes at most this many bytes at once; larger messages arrive in several
     /// buffers, in order. 4 KiB: one page, and more than a typical request.
     std::size_t buffer_size = 4096;
-    /// Buffers one stream may hold waiting for its coroutine before it stops receiving
-    /// (its request is cancelled, and re-armed once the coroutine catches up): a peer that
-    /// sends while never reading our replies then holds this many, plus what the kernel
-    /// delivers before the cancel lands (measured on 6.18: 65 with a limit of 4), instead
-    /// of the whole ring.
+    /// Buffers one stream may hold at once (its share): those queued for its coroutine and
+    /// those still in the coroutine's hands (a send in flight, a gather batch). At its share
+    /// a stream stops receiving until buffers come back, so a peer that sends and never
+    /// reads our replies is pushed back by TCP alone. See "Fairness" below.
     unsigned stream_queue_limit = 16;
 };
 
@@ -40,8 +39,23 @@ struct buffer_ring_options {
 ///
 /// Each received buffer reaches the coroutine as a buffer_ring::buffer, a move-only handle
 /// that puts the buffer back in the ring when it is destroyed or reset(): hold it only as
-/// long as needed (typically until the echo's send has completed), because a stream whose
-/// ring runs empty waits until a buffer comes back.
+/// long as needed (typically until the echo's send has completed).
+///
+/// Fairness: the ring is shared, and no stream may starve another of it. The rule, which
+/// every receive stream (recv_stream.hpp) follows:
+/// - A stream holds at most stream_queue_limit buffers (queued, or in its coroutine's
+///   hands). At that share it stops receiving: its request is armed with a byte limit
+///   where the kernel has one (ring_features::recv_limit, Linux 6.16), or cancelled, and
+///   what the kernel delivers before the cancel lands is counted too. It receives again
+///   once its own buffers come back. Its peer is then pushed back by TCP, not by the ring.
+/// - A stream that holds no buffer and finds the ring empty receives into one buffer of
+///   its own (allocated for that receive, freed when given back) instead of waiting. A
+///   stream that holds some waits for those to come back, which its own coroutine decides.
+/// So however many streams stop draining (peers that never read, coroutines that stall),
+/// every other stream is served without waiting for them: through the ring while it has
+/// buffers, through a buffer of its own when not. The memory the misbehaving streams can
+/// take is their share each, plus one buffer_size each beyond the ring. An idle stream
+/// holds nothing either way. Counted in private_receives() and share_pauses().
 ///
 /// Lifetime: the memory and the kernel registration are shared by this object, the streams
 /// using it and the buffers lent out, and go with the last of them, so nothing the kernel
@@ -81,6 +95,10 @@ public:
     std::uint64_t enobufs_rearms() const noexcept { return m_state->enobufs_rearms; }
     /// Completions that carried more than one buffer (io_context_options::recv_bundle).
     std::uint64_t bundles() const noexcept { return m_state->bundles; }
+    /// Receives into a stream's own buffer because the ring was empty (see Fairness).
+    std::uint64_t private_receives() const noexcept { return m_state->private_receives; }
+    /// Times a stream stopped receiving because it held its share.
+    std::uint64_t share_pauses() const noexcept { return m_state->share_pauses; }
 
 private:
     friend class net::recv_stream; // shares the state with each request it makes
@@ -88,15 +106,18 @@ private:
     detail::buffer_ring_state* m_state;
 };
 
-/// One received buffer: the bytes that arrived, on loan from the ring until this handle is
-/// destroyed or reset(). Move-only. A default-constructed (or moved-from) buffer is empty.
+/// One received buffer: the bytes that arrived, on loan from the stream that received them
+/// (and so from the ring, or the stream's own buffer) until this handle is destroyed or
+/// reset(). Move-only. A default-constructed (or moved-from) buffer is empty.
 class buffer_ring::buffer {
 public:
     buffer() noexcept = default;
-    /// Takes over buffer `id` of `state`, which a completion lent (state.lend()).
-    buffer(detail::buffer_ring_state& state, std::uint16_t id, std::size_t size) noexcept;
+    /// Takes over buffer `id` lent by `source`: `size` bytes at `data`.
+    buffer(detail::buffer_source& source, std::uint16_t id, std::byte* data,
+           std::size_t size) noexcept
+        : m_source(&source), m_data(data), m_size(size), m_id(id) {}
     buffer(buffer&& other) noexcept
-        : m_state(std::exchange(other.m_state, nullptr)), m_data(other.m_data),
+        : m_source(std::exchange(other.m_source, nullptr)), m_data(other.m_data),
           m_size(std::exchange(other.m_size, 0)), m_id(other.m_id) {}
     buffer& operator=(buffer&& other) noexcept;
     buffer(const buffer&) = delete;
@@ -108,11 +129,11 @@ public:
     std::size_t size() const noexcept { return m_size; }
     bool empty() const noexcept { return m_size == 0; }
 
-    /// Gives the buffer back to the ring now; the handle becomes empty.
+    /// Gives the buffer back now; the handle becomes empty.
     void reset() noexcept;
 
 private:
-    detail::buffer_ring_state* m_state = nullptr;
+    detail::buffer_source* m_source = nullptr;
     std::byte* m_data = nullptr;
     std::size_t m_size = 0;
     std::uint16_t m_id = 0;

@@ -63,6 +63,10 @@ struct io_context_options {
     /// buffers, which the stream hands out one by one as usual. Off by default: measured
     /// without a gain on the echo server (docs/fast-path-experiments.md, section 9).
     bool recv_bundle = false;
+    /// Give each multishot receive a total byte limit, the rest of its stream's share of
+    /// the ring (ring_features::recv_limit, Linux 6.16), so that the kernel itself stops it
+    /// there; false forces the fallback, a cancel once the share is reached.
+    bool recv_limit = true;
     /// Batching for a loop that sleeps (nothing ready, waiting for completions): for up to
     /// this long (at most 1 s) after it falls asleep, it wakes only for a whole batch of
     /// batch_wait_events completions; after that, for the first one, as without it

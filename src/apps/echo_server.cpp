@@ -51,7 +51,8 @@ constexpr std::chrono::microseconds max_batch_wait{1'000'000};
 // The optional kernel features and fast-path techniques --disable can force off, so that
 // each fallback runs (and is tested) on a kernel that has them all.
 constexpr std::string_view disable_features =
-    "multishot-accept, multishot-recv, buffer-rings, register-ring-fd, gather-send, batch-wait";
+    "multishot-accept, multishot-recv, recv-limit, buffer-rings, register-ring-fd, gather-send, "
+    "batch-wait";
 
 // Applies one comma-separated --disable list; false on a name it does not know.
 bool apply_disable_list(std::string_view list, io_context_options& options, bool& gather_send,
@@ -63,6 +64,8 @@ bool apply_disable_list(std::string_view list, io_context_options& options, bool
             options.multishot_accept = false;
         } else if (name == "multishot-recv") {
             options.multishot_recv = false;
+        } else if (name == "recv-limit") {
+            options.recv_limit = false;
         } else if (name == "buffer-rings") {
             options.buffer_rings = false;
         } else if (name == "register-ring-fd") {
@@ -618,8 +621,12 @@ int echo_server_main(int argc, char** argv) {
                 // connections share (section 7).
                 ring.emplace(*context, buffer_ring_options{.count = 128, .buffer_size = 16 * 1024});
                 path = fmt::format(
-                    "buffer ring ({} x {} B, {} receive)", ring->count(), ring->buffer_size(),
-                    context->features().multishot_recv ? "multishot" : "single-shot");
+                    "buffer ring ({} x {} B, {} receive, share {} buffers per connection, {})",
+                    ring->count(), ring->buffer_size(),
+                    context->features().multishot_recv ? "multishot" : "single-shot",
+                    ring->stream_queue_limit(),
+                    context->features().recv_limit ? "receive limit on"
+                                                   : "receive limit off: paused by cancel");
             } catch (const std::system_error& e) {
                 path = fmt::format("simple, because the buffer ring is unavailable: {}", e.what());
             }
@@ -656,10 +663,12 @@ int echo_server_main(int argc, char** argv) {
             // Per enter: how well the loop batches (more SQEs and CQEs per call is cheaper).
             const double enters = loop.submit_calls > 0 ? double(loop.submit_calls) : 1.0;
             fmt::print("io_uring_enter calls: {}, SQEs: {} ({:.1f} per enter), CQEs: {} ({:.1f} "
-                       "per enter), CQ overflows: {}, ENOBUFS re-arms: {}\n",
+                       "per enter), CQ overflows: {}, ENOBUFS re-arms: {}, share pauses: {}, "
+                       "private receives: {}\n",
                        loop.submit_calls, loop.submissions, double(loop.submissions) / enters,
                        loop.completions, double(loop.completions) / enters, loop.cq_overflows,
-                       ring ? ring->enobufs_rearms() : 0);
+                       ring ? ring->enobufs_rearms() : 0, ring ? ring->share_pauses() : 0,
+                       ring ? ring->private_receives() : 0);
             fmt::print("connections: {} accepted, {} closed, {} idle timeouts, {} send "
                        "timeouts\n",
                        stats.accepted, stats.closed, deadlines->idle_expired(),

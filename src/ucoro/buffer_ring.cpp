@@ -17,16 +17,10 @@ buffer_ring::~buffer_ring() {
     }
 }
 
-buffer_ring::buffer::buffer(detail::buffer_ring_state& state, std::uint16_t id,
-                            std::size_t size) noexcept
-    : m_state(&state), m_data(state.data(id)), m_size(size), m_id(id) {
-    state.add_ref();
-}
-
 buffer_ring::buffer& buffer_ring::buffer::operator=(buffer&& other) noexcept {
     if (this != &other) {
         reset();
-        m_state = std::exchange(other.m_state, nullptr);
+        m_source = std::exchange(other.m_source, nullptr);
         m_data = other.m_data;
         m_size = std::exchange(other.m_size, 0);
         m_id = other.m_id;
@@ -35,10 +29,9 @@ buffer_ring::buffer& buffer_ring::buffer::operator=(buffer&& other) noexcept {
 }
 
 void buffer_ring::buffer::reset() noexcept {
-    if (auto* state = std::exchange(m_state, nullptr)) {
+    if (auto* source = std::exchange(m_source, nullptr)) {
         m_size = 0;
-        state->give_back(m_id);
-        state->remove_ref();
+        source->give_back(m_id); // may free the stream's request: touch nothing after
     }
 }
 

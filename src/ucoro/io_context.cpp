@@ -34,6 +34,9 @@ io_context::io_context(io_context_options options) {
 }
 
 io_context::~io_context() {
+    // Nothing may start now: a buffer given back by a frame destroyed below must not re-arm
+    // its stream (receive streams do not arm in a stopping context).
+    m_stop_requested = true;
     if (drain_on_destruction()) {
         // Every operation has completed, so the kernel refers to no frame any more and
         // the detached tasks that never finished can be freed.

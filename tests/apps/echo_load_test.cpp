@@ -523,6 +523,14 @@ TEST_CASE("echo server --disable with every feature still echoes 64 KiB messages
              "multishot accept off, registered ring fd off, gather send off, batch wait off");
 }
 
+TEST_CASE("echo server --disable recv-limit still echoes 1 MiB per connection on 1000 "
+          "connections",
+          "[echo_server][load][disable]") {
+    // Each stream then stops at its share of the ring by cancelling its request.
+    run_load("--disable recv-limit", random_chunks(), server_path::fast, "recv-limit",
+             "receive limit off");
+}
+
 TEST_CASE("echo server --disable batch-wait still echoes 1 MiB per connection on 1000 "
           "connections",
           "[echo_server][load][disable]") {

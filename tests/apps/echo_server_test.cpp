@@ -264,7 +264,7 @@ TEST_CASE("echo server --help lists every feature --disable accepts", "[echo_ser
     const completed_run run = run_server({"--help"});
     REQUIRE(run.status.exited);
     CHECK(run.status.code == 0);
-    for (const char* feature : {"multishot-accept", "multishot-recv", "buffer-rings",
+    for (const char* feature : {"multishot-accept", "multishot-recv", "recv-limit", "buffer-rings",
                                 "register-ring-fd", "gather-send", "batch-wait"}) {
         CHECK_THAT(run.out, Contains(feature));
     }

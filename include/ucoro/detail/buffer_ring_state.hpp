@@ -14,29 +14,26 @@ struct buffer_ring_options;
 
 namespace ucoro::detail {
 
-/// Something waiting for a buffer to come back to the ring: a receive stream whose request
-/// ended with ENOBUFS. It is parked until then, so that it re-arms without spinning.
-class buffer_waiter {
+/// Where a lent buffer goes back to: the receive stream it was lent to, which counts what
+/// it holds (its share of the ring) and owns the buffers of its own it received into when
+/// the ring was empty. buffer_ring::buffer calls give_back() when it is reset.
+class buffer_source {
 public:
-    /// Called once per park, after unparking: a buffer is back (`ring_usable`), or the ring
-    /// will not be refilled for it (its buffer_ring was destroyed, or the context stops).
-    virtual void buffers_available(bool ring_usable) noexcept = 0;
+    /// Buffer `id` (a ring buffer id, or private_id for the stream's own) is back.
+    virtual void give_back(std::uint16_t id) noexcept = 0;
+
+    /// The id of a buffer that is not the ring's (a ring has at most 32768 buffers).
+    static constexpr std::uint16_t private_id = 0xFFFF;
 
 protected:
-    buffer_waiter() = default;
-    ~buffer_waiter() = default;
-
-private:
-    friend class buffer_ring_state;
-    buffer_waiter* m_prev = nullptr;
-    buffer_waiter* m_next = nullptr;
-    bool m_parked = false;
+    buffer_source() = default;
+    ~buffer_source() = default;
 };
 
-/// Reference-counted by the buffer_ring handle, by every receive stream using it and by
-/// every buffer lent out, so the memory the kernel writes into lives until the last of
-/// them lets go, whatever the order. The last one unregisters the ring from the kernel;
-/// all of them must go before the io_context (as every object made from it).
+/// Reference-counted by the buffer_ring handle and by every receive stream using it (a
+/// stream lives on until every buffer lent to it is back), so the memory the kernel writes
+/// into lives until the last of them lets go, whatever the order. The last one unregisters the ring
+/// from the kernel; all of them must go before the io_context (as every object made from it).
 class buffer_ring_state {
 public:
     /// Registers a new ring under the first buffer group id the kernel has free. Throws
@@ -63,23 +60,22 @@ public:
     /// still lent out (their entries cannot have been reused: the ring holds at most
     /// count() entries, and these are among them).
     std::uint16_t id_after(std::uint16_t first, unsigned offset) const noexcept;
-    /// Puts buffer `id` back in the ring and wakes the oldest parked waiter, if any.
+    /// Puts buffer `id` back in the ring (its stream has counted it back already).
     void give_back(std::uint16_t id) noexcept;
 
-    void park(buffer_waiter& waiter) noexcept;
-    void unpark(buffer_waiter& waiter) noexcept;
-
-    /// The buffer_ring handle is gone: nobody will be re-armed any more; waiters hear so.
+    /// The buffer_ring handle is gone: a stream that runs out of buffers now ends instead
+    /// of waiting for one.
     void close() noexcept;
     bool closed() const noexcept { return m_closed; }
 
-    std::uint64_t enobufs_rearms = 0; // re-arms after the ring ran empty
-    std::uint64_t bundles = 0;        // completions that carried several buffers
+    std::uint64_t enobufs_rearms = 0;   // re-arms after the ring ran empty
+    std::uint64_t bundles = 0;          // completions that carried several buffers
+    std::uint64_t private_receives = 0; // receives into a stream's own buffer (ring empty)
+    std::uint64_t share_pauses = 0;     // times a stream stopped receiving at its share
 
 private:
     buffer_ring_state() = default;
     ~buffer_ring_state();
-    void wake_first(bool ring_usable) noexcept;
 
     io_context* m_context = nullptr;
     io_uring_buf_ring* m_ring = nullptr; // the kernel's view: ring entries, then buffers
@@ -94,8 +90,6 @@ private:
     bool m_closed = false;
     unsigned m_references = 1;
     std::unique_ptr<std::uint16_t[]> m_entry_of; // ring entry (tail value) each id was put at
-    buffer_waiter* m_parked_head = nullptr;
-    buffer_waiter* m_parked_tail = nullptr;
 };
 
 } // namespace ucoro::detail

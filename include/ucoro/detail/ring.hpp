@@ -37,7 +37,20 @@ struct ring_features {
     /// buffers per completion (io_context_options::recv_bundle). Set only when asked for
     /// and multishot receive is on.
     bool recv_bundle = false;
+    /// A multishot receive's total byte limit (sqe->optlen, Linux 6.16): the kernel ends the
+    /// request by itself once that many bytes have arrived. A receive stream arms with its
+    /// remaining share of the ring, so it cannot take more than that share. Probed by
+    /// submitting one (an older kernel refuses it with EINVAL); without it a stream at its
+    /// share cancels its request instead.
+    bool recv_limit = false;
 };
+
+/// Gives a multishot receive a total byte limit (ring_features::recv_limit): sqe->optlen,
+/// Linux 6.16 (io_uring/net: allow multishot receive total limit). liburing 2.3's header
+/// predates it; the field it shares its place with there is file_index.
+inline void set_recv_total_limit(io_uring_sqe& sqe, unsigned bytes) noexcept {
+    sqe.file_index = bytes; // sqe->optlen
+}
 
 /// Sets up `ring` with the best flags this kernel accepts and checks that every opcode
 /// ucoro needs is there. Returns 0, or -errno (ENOSYS when the kernel is too old).

@@ -1,7 +1,8 @@
-// co_await listener.accept_stream().next(): multishot accept (IORING_ACCEPT_MULTISHOT).
+// co_await listener.accept_multishot().next(): multishot accept (IORING_ACCEPT_MULTISHOT).
 #pragma once
 
 #include <coroutine>
+#include <type_traits>
 
 #include "ucoro/detail/multishot.hpp"
 #include "ucoro/io_result.hpp"
@@ -29,8 +30,13 @@ namespace ucoro::net {
 /// calling next() (an error you stop on, as the echo server does with operation_canceled),
 /// or a re-arm would aim at whatever descriptor reuses the number.
 ///
-/// Destroying the stream with its request armed is safe: the context cancels the request
-/// and closes any connection accepted after that (detail/multishot.hpp says how).
+/// Cancellation is partial (detail/multishot.hpp): a cancel that reaches a coroutine
+/// waiting in next() (when_any, task_handle::cancel, stop()) resumes it with
+/// operation_canceled and leaves the request armed; a connection accepted meanwhile stays
+/// queued for the next call, never closed. Destroying the stream is what ends the request:
+/// the context cancels it and closes any connection accepted after that. One coroutine at
+/// a time may wait in next(); a second throws std::logic_error. A moved-from stream is
+/// empty: next() then completes at once with bad_file_descriptor.
 class accept_stream {
 public:
     accept_stream(io_context& context, int listen_fd);
@@ -49,22 +55,25 @@ private:
 
 class [[nodiscard]] accept_stream::next_awaiter {
 public:
-    bool await_ready() const noexcept { return m_next.await_ready(); }
+    bool await_ready() const noexcept;
     /// Awaited in a task (with its promise type, not erased), the task's cancellation scope
     /// can end the wait with operation_canceled.
     template <typename Promise>
     void await_suspend(std::coroutine_handle<Promise> waiter) {
-        m_next.await_suspend(waiter);
+        if constexpr (std::is_base_of_v<detail::task_promise_base, Promise>) {
+            wait(waiter, waiter.promise().m_scope);
+        } else {
+            wait(waiter, nullptr);
+        }
     }
     io_result<socket> await_resume() noexcept;
 
 private:
     friend class accept_stream;
-    next_awaiter(io_context& context, detail::multishot_operation& op) noexcept
-        : m_context(&context), m_next{op} {}
+    explicit next_awaiter(request* from) noexcept : m_request(from) {}
+    void wait(std::coroutine_handle<> waiter, detail::cancellation_scope* scope);
 
-    io_context* m_context;
-    detail::next_completion m_next;
+    request* m_request; // null for a moved-from stream
 };
 
 } // namespace ucoro::net

@@ -3,6 +3,7 @@
 
 #include <coroutine>
 #include <optional>
+#include <type_traits>
 
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/detail/multishot.hpp"
@@ -12,8 +13,8 @@ namespace ucoro::net {
 
 /// Receives with one request that keeps delivering (IORING_RECV_MULTISHOT): the kernel
 /// picks a buffer from the ring only when data arrives, and next() hands the buffers out
-/// in order. Data that arrives while the coroutine is busy waits in the stream, bounded by
-/// the ring.
+/// in order. Data that arrives while the coroutine is busy waits in the stream, up to the
+/// stream's share of the ring.
 ///
 ///     auto stream = connection.recv_multishot(ring);
 ///     while (true) {
@@ -22,20 +23,24 @@ namespace ucoro::net {
 ///         ... buffer.bytes() ...              // back to the ring when `buffer` goes
 ///     }
 ///
-/// The ring running empty (ENOBUFS) is not reported: the stream waits, without polling,
-/// until a buffer comes back, and re-arms (counted in buffer_ring::enobufs_rearms()). So
-/// release buffers before waiting for more, or hold fewer at once than the ring has. A
-/// completion without IORING_CQE_F_MORE re-arms at once while data flows; after end of
-/// stream or an error, the next call to next() re-arms. With buffer_ring_options::
-/// stream_queue_limit buffers waiting, the stream stops receiving until the coroutine has
-/// caught up, so a slow coroutine cannot drain the ring shared with other connections.
-/// On a kernel without multishot receive (before 6.0), or with io_context_options::multishot_recv
-/// off, each request is a single receive into the ring, re-armed the same way: the same behaviour.
+/// The ring is shared fairly (buffer_ring.hpp, "Fairness"): the stream holds at most
+/// buffer_ring_options::stream_queue_limit buffers, queued or in the coroutine's hands, and
+/// stops receiving at that share until some come back; if the ring is empty when data
+/// arrives and the stream holds nothing, it receives into a buffer of its own instead of
+/// waiting for other streams. Neither is reported to the coroutine: it just gets buffers.
+/// A completion without IORING_CQE_F_MORE re-arms at once while data flows; after end of
+/// stream or an error, the next call to next() re-arms. On a kernel without multishot
+/// receive (before 6.0), or with io_context_options::multishot_recv off, each request is a
+/// single receive into the ring, re-armed the same way: the same behaviour.
 ///
-/// Destroying the stream with its request armed is safe: the context cancels it and gives
-/// back to the ring every buffer that still arrives (detail/multishot.hpp says how). The
-/// stream keeps the ring's memory alive (buffer_ring.hpp); it must not outlive the socket,
-/// whose descriptor it uses.
+/// Cancellation is partial (detail/multishot.hpp): a cancel that reaches a coroutine
+/// waiting in next() (when_any, task_handle::cancel, stop()) resumes it with
+/// operation_canceled and leaves the request armed, and what arrives stays queued for the
+/// next call. Dropping the stream is what ends the request: the context cancels it and
+/// gives back to the ring every buffer that still arrives. One coroutine at a time may wait
+/// in next(); a second throws std::logic_error. A moved-from stream is empty: next() then
+/// completes at once with bad_file_descriptor. The stream keeps the ring's memory alive
+/// (buffer_ring.hpp); it must not outlive the socket, whose descriptor it uses.
 class recv_stream {
 public:
     recv_stream(buffer_ring& ring, int fd);
@@ -54,6 +59,9 @@ public:
     /// sends its echo with one gather send takes every buffer waiting this way.
     [[nodiscard]] std::optional<io_result<buffer_ring::buffer>> try_next() noexcept;
 
+    /// Where the request is (detail/multishot.hpp's state table), for tests and diagnostics.
+    detail::multishot_state state() const noexcept;
+
 private:
     class request;
     detail::multishot_ptr<request> m_request;
@@ -61,26 +69,29 @@ private:
 
 class [[nodiscard]] recv_stream::next_awaiter {
 public:
-    bool await_ready() const noexcept { return m_next.await_ready(); }
+    bool await_ready() const noexcept;
     /// Awaited in a task (with its promise type, not erased), the task's cancellation scope
     /// can end the wait with operation_canceled.
     template <typename Promise>
     void await_suspend(std::coroutine_handle<Promise> waiter) {
-        m_next.await_suspend(waiter);
+        if constexpr (std::is_base_of_v<detail::task_promise_base, Promise>) {
+            wait(waiter, waiter.promise().m_scope);
+        } else {
+            wait(waiter, nullptr);
+        }
     }
     io_result<buffer_ring::buffer> await_resume() noexcept;
 
 private:
     /// A completion of the request as the value next() and try_next() give.
-    static io_result<buffer_ring::buffer> to_result(detail::buffer_ring_state& ring,
+    static io_result<buffer_ring::buffer> to_result(request& from,
                                                     const detail::completion& c) noexcept;
 
     friend class recv_stream;
-    next_awaiter(detail::buffer_ring_state& ring, detail::multishot_operation& op) noexcept
-        : m_ring(&ring), m_next{op} {}
+    explicit next_awaiter(request* from) noexcept : m_request(from) {}
+    void wait(std::coroutine_handle<> waiter, detail::cancellation_scope* scope);
 
-    detail::buffer_ring_state* m_ring;
-    detail::next_completion m_next;
+    request* m_request; // null for a moved-from stream
 };
 
 } // namespace ucoro::net

@@ -132,46 +132,10 @@ void buffer_ring_state::give_back(std::uint16_t id) noexcept {
                           io_uring_buf_ring_mask(m_count), 0);
     io_uring_buf_ring_advance(m_ring, 1);
     --m_lent;
-    // One waiter per buffer: it had data waiting (its receive polls first, so ENOBUFS
-    // means data was there), so it will take this buffer, or another stream will.
-    wake_first(!m_closed);
-}
-
-void buffer_ring_state::park(buffer_waiter& waiter) noexcept {
-    waiter.m_parked = true;
-    waiter.m_next = nullptr;
-    waiter.m_prev = m_parked_tail;
-    if (m_parked_tail != nullptr) {
-        m_parked_tail->m_next = &waiter;
-    } else {
-        m_parked_head = &waiter;
-    }
-    m_parked_tail = &waiter;
-}
-
-void buffer_ring_state::unpark(buffer_waiter& waiter) noexcept {
-    if (!waiter.m_parked) {
-        return;
-    }
-    (waiter.m_prev != nullptr ? waiter.m_prev->m_next : m_parked_head) = waiter.m_next;
-    (waiter.m_next != nullptr ? waiter.m_next->m_prev : m_parked_tail) = waiter.m_prev;
-    waiter.m_prev = waiter.m_next = nullptr;
-    waiter.m_parked = false;
-}
-
-void buffer_ring_state::wake_first(bool ring_usable) noexcept {
-    if (buffer_waiter* waiter = m_parked_head) {
-        unpark(*waiter);
-        waiter->buffers_available(ring_usable); // may park it again, at the back
-    }
 }
 
 void buffer_ring_state::close() noexcept {
     m_closed = true;
-    // Each waiter hears it once; none parks again on a closed ring.
-    while (m_parked_head != nullptr) {
-        wake_first(false);
-    }
     remove_ref();
 }
 

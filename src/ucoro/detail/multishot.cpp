@@ -4,6 +4,8 @@
 
 #include <cassert>
 #include <cerrno>
+#include <exception>
+#include <stdexcept>
 #include <utility>
 
 #include "ucoro/detail/cancellation_scope.hpp"
@@ -35,32 +37,75 @@ completion completion_queue::pop() noexcept {
     return c;
 }
 
+const char* to_string(multishot_state state) noexcept {
+    switch (state) {
+    case multishot_state::idle:
+        return "idle";
+    case multishot_state::armed:
+        return "armed";
+    case multishot_state::pausing:
+        return "pausing";
+    case multishot_state::held:
+        return "held";
+    case multishot_state::orphaned:
+        return "orphaned";
+    case multishot_state::lingering:
+        return "lingering";
+    }
+    return "?";
+}
+
+void multishot_operation::enter(multishot_state to) noexcept {
+    assert(multishot_transition_allowed(m_state, to) && "multishot: transition not in the table");
+    m_state = to;
+}
+
+completion multishot_operation::pop() noexcept {
+    if (std::exchange(m_wait_canceled, false)) {
+        return {-ECANCELED, 0}; // the wait was cancelled; what is queued stays queued
+    }
+    return m_queue.pop();
+}
+
 void multishot_operation::arm() {
-    if (!m_armed && may_arm()) {
+    if (m_state == multishot_state::idle) {
         context().submit(*this);
-        m_armed = true;
-        if (registered_scope() != nullptr && registered_scope()->requested()) {
-            // Re-armed by the subclass while a cancelled chain waits (the end of a pause, a
-            // buffer come back): this submission needs its own cancel.
-            context().cancel(*this);
-        }
+        enter(multishot_state::armed);
     }
 }
 
+void multishot_operation::hold() noexcept {
+    enter(multishot_state::held);
+}
+
+void multishot_operation::unhold() noexcept {
+    enter(multishot_state::idle);
+}
+
+void multishot_operation::pause() {
+    context().cancel(*this); // first: if the SQ cannot take it, nothing changed
+    enter(multishot_state::pausing);
+}
+
 void multishot_operation::wait(std::coroutine_handle<> waiter, cancellation_scope* scope) {
+    if (m_waiter) {
+        // One consumer at a time: a second waiter would silently replace the first, which
+        // would then never be resumed.
+        throw std::logic_error("ucoro: two coroutines wait in next() on the same stream");
+    }
     arm();
     m_waiter = waiter;
     if (scope != nullptr) {
-        scope->enter(*this); // cancels at once (cancel_from_scope) if requested already
+        scope->enter(*this); // cancels the wait at once (cancel_from_scope) if requested
     }
 }
 
 void multishot_operation::cancel_from_scope() {
-    if (m_armed) {
-        context().cancel(*this); // the final CQE, -ECANCELED, ends the wait
-    } else if (m_waiter) {
-        // Held back by the subclass (no ring buffer free): nothing in the ring to cancel.
-        post_completion({-ECANCELED, 0});
+    // Partial: only the wait ends. The request and its queue are left as they are.
+    if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+        leave_scope();
+        m_wait_canceled = true;
+        context().post(waiter);
     }
 }
 
@@ -70,24 +115,7 @@ void multishot_operation::leave_scope() noexcept {
     }
 }
 
-void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
-    const bool final = (flags & IORING_CQE_F_MORE) == 0;
-    completion c{result, flags};
-    if (m_orphaned) {
-        if (filter(c, /*live=*/false)) {
-            drop(c);
-        }
-        if (final) {
-            delete this; // the context has already unlinked it: nothing refers to it now
-        }
-        return;
-    }
-    if (final) {
-        m_armed = false;
-    }
-    if (!filter(c, /*live=*/true)) {
-        return;
-    }
+void multishot_operation::push(completion c) noexcept {
     try {
         m_queue.push(c);
     } catch (...) {
@@ -95,10 +123,38 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
         // exactly-once promise, so stop here.
         std::terminate();
     }
-    // Last: the resumed consumer may release (and so delete) this operation.
+    // Last: the resumed consumer may release (and so free) this operation.
     if (const auto waiter = std::exchange(m_waiter, nullptr)) {
         leave_scope();
         detail::resume(waiter);
+    }
+}
+
+void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
+    const bool final = (flags & IORING_CQE_F_MORE) == 0;
+    completion c{result, flags};
+    if (m_state == multishot_state::orphaned) {
+        if (filter(c, /*live=*/false)) {
+            drop(c);
+        }
+        if (final) {
+            // The context has unlinked it already: nothing but the loans refers to it now.
+            if (has_loans()) {
+                enter(multishot_state::lingering);
+            } else {
+                delete this;
+            }
+        }
+        return;
+    }
+    m_pause_ending = final && m_state == multishot_state::pausing;
+    if (final) {
+        enter(multishot_state::idle);
+    }
+    const bool pass = filter(c, /*live=*/true);
+    m_pause_ending = false;
+    if (pass) {
+        push(c);
     }
 }
 
@@ -108,10 +164,20 @@ void multishot_operation::discard(int result, std::uint32_t flags) noexcept {
         drop(c);
     }
     if ((flags & IORING_CQE_F_MORE) == 0) {
-        m_armed = false;
-        if (m_orphaned) {
+        abandon(); // the kernel is done with it, and nobody will be resumed
+    }
+}
+
+void multishot_operation::abandon() noexcept {
+    // The final CQE was lost (or discarded) and the kernel has let go.
+    if (m_state == multishot_state::orphaned) {
+        if (has_loans()) {
+            enter(multishot_state::lingering);
+        } else {
             delete this;
         }
+    } else if (armed()) {
+        enter(multishot_state::idle);
     }
 }
 
@@ -123,32 +189,38 @@ void multishot_operation::post_completion(completion c) noexcept {
             context().post(waiter);
         }
     } catch (...) {
-        std::terminate(); // as in complete(): a completion must not be lost silently
+        std::terminate(); // as in push(): a completion must not be lost silently
     }
 }
 
+bool multishot_operation::loans_returned() noexcept {
+    if (m_state == multishot_state::lingering && !m_releasing) {
+        delete this;
+        return true;
+    }
+    return false;
+}
+
 void multishot_operation::release() noexcept {
-    // First, before anything can delete this: a scope left pointing here would cancel freed
+    // First, before anything can free this: a scope left pointing here would cancel freed
     // memory at its next request. Safe even when the consumer's scope is gone already (a
     // spawned task's promise is destroyed before the frames of the tasks it awaits): the
     // scope's destructor has then cleared the link.
     leave_scope();
+    m_waiter = nullptr;
+    m_wait_canceled = false;
+    const bool in_kernel = armed();
+    enter(in_kernel ? multishot_state::orphaned : multishot_state::lingering);
+    // What nobody will consume now is freed (buffers back to the ring, accepted sockets
+    // closed); the subclass sees released() and re-arms nothing meanwhile.
+    m_releasing = true;
     while (!m_queue.empty()) {
         drop(m_queue.pop());
     }
-    if (!m_armed) {
-        delete this;
-        return;
-    }
-    m_orphaned = true;
-    m_waiter = nullptr;
-    context().adopt(*this); // its final CQE deletes it (see complete and discard)
-}
-
-void multishot_operation::abandon() noexcept {
-    // The final CQE was lost and the kernel has let go: nothing else will free it.
-    m_armed = false;
-    if (m_orphaned) {
+    m_releasing = false;
+    if (in_kernel) {
+        context().adopt(*this); // its final CQE frees it (see complete and discard)
+    } else if (!has_loans()) {
         delete this;
     }
 }

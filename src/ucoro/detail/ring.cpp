@@ -2,6 +2,9 @@
 
 #include <fmt/core.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <string>
@@ -18,6 +21,50 @@ namespace {
 constexpr unsigned feat_min_timeout = 1U << 15; // IORING_FEAT_MIN_TIMEOUT
 // Linux 6.10 (io_uring/net: add support for bundles), also after liburing 2.3's header.
 constexpr unsigned feat_recvsend_bundle = 1U << 14; // IORING_FEAT_RECVSEND_BUNDLE
+
+// Whether a multishot receive takes a total byte limit: an older kernel refuses the SQE
+// with EINVAL at submission; a newer one arms it (no data is there) until we cancel it.
+bool probe_recv_limit(io_uring& ring) noexcept {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        return false;
+    }
+    // One SQE at a time: the ring may have a single entry.
+    constexpr std::uint64_t probe_data = 1;
+    bool supported = false;
+    if (io_uring_sqe* recv = io_uring_get_sqe(&ring)) {
+        io_uring_prep_recv(recv, pair[0], nullptr, 0, 0);
+        recv->flags |= IOSQE_BUFFER_SELECT;
+        recv->buf_group = 0xFFFF; // chosen at receive time, so it need not exist
+        recv->ioprio |= IORING_RECV_MULTISHOT | IORING_RECVSEND_POLL_FIRST;
+        set_recv_total_limit(*recv, 1);
+        io_uring_sqe_set_data64(recv, probe_data);
+        if (io_uring_submit(&ring) == 1) {
+            io_uring_sqe* cancel = io_uring_get_sqe(&ring); // the SQ was just emptied
+            io_uring_prep_cancel64(cancel, probe_data, 0);
+            io_uring_sqe_set_data64(cancel, probe_data + 1);
+            io_uring_submit(&ring);
+            // Both CQEs come: the receive's final one (EINVAL, or ECANCELED from our
+            // cancel) and the cancel's own.
+            for (int seen = 0; seen < 2;) {
+                io_uring_cqe* cqe = nullptr;
+                if (io_uring_wait_cqe(&ring, &cqe) != 0) {
+                    break;
+                }
+                if (cqe->user_data == probe_data && (cqe->flags & IORING_CQE_F_MORE) == 0) {
+                    supported = cqe->res == -ECANCELED;
+                    ++seen;
+                } else if (cqe->user_data == probe_data + 1) {
+                    ++seen;
+                }
+                io_uring_cqe_seen(&ring, cqe);
+            }
+        }
+    }
+    ::close(pair[0]);
+    ::close(pair[1]);
+    return supported;
+}
 
 // The opcodes the library submits, with the kernel that added the last of them (5.11).
 constexpr int required_opcodes[] = {
@@ -95,6 +142,9 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
         options.batch_wait.count() > 0 && (params.features & feat_min_timeout) != 0;
     features.recv_bundle = options.recv_bundle && features.multishot_recv &&
                            (params.features & feat_recvsend_bundle) != 0;
+    if (features.multishot_recv && options.recv_limit) {
+        features.recv_limit = probe_recv_limit(ring);
+    }
     // Tried rather than probed: the call says whether the kernel has it (EINVAL before
     // 5.18) and liburing then enters through the registered index by itself. A refusal
     // only costs the optimisation. ~io_context unregisters it.

@@ -43,11 +43,23 @@ accept_stream& accept_stream::operator=(accept_stream&&) noexcept = default;
 accept_stream::~accept_stream() = default;
 
 accept_stream::next_awaiter accept_stream::next() noexcept {
-    return {m_request->context(), *m_request};
+    return next_awaiter(m_request.get());
+}
+
+bool accept_stream::next_awaiter::await_ready() const noexcept {
+    return m_request == nullptr || m_request->has_completion();
+}
+
+void accept_stream::next_awaiter::wait(std::coroutine_handle<> waiter,
+                                       detail::cancellation_scope* scope) {
+    m_request->wait(waiter, scope);
 }
 
 io_result<socket> accept_stream::next_awaiter::await_resume() noexcept {
-    const detail::completion c = m_next.await_resume();
+    if (m_request == nullptr) {
+        return {std::make_error_code(std::errc::bad_file_descriptor), {}}; // moved from
+    }
+    const detail::completion c = m_request->pop();
     if (c.result < 0) {
         return {make_io_error(c.result), {}};
     }
@@ -58,7 +70,7 @@ io_result<socket> accept_stream::next_awaiter::await_resume() noexcept {
         // first read will report the reset.
         peer = address();
     }
-    return {{}, socket(*m_context, c.result, peer)};
+    return {{}, socket(m_request->context(), c.result, peer)};
 }
 
 } // namespace ucoro::net
