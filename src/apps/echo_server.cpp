@@ -38,6 +38,13 @@ constexpr std::string_view usage =
 // The drain's default: long enough for echoes in flight, short enough for a service manager.
 constexpr std::chrono::milliseconds default_drain_timeout{5000};
 
+// On by default: a peer that stops reading holds its share of the receive ring and a send
+// the kernel cannot cancel (docs/cancellation.md), so the server resets it rather than
+// keep both for ever. 10 s is far beyond any healthy reader's pause on a LAN or the
+// internet (TCP itself retransmits for minutes, but a reader that has not taken one echo
+// in 10 s is not keeping up), and short enough that such peers do not accumulate.
+constexpr std::chrono::milliseconds default_send_timeout{10'000};
+
 // How long a sleeping loop waits for a batch of completions before it takes fewer
 // (io_context_options::batch_wait); the batch is one completion per live connection, at
 // most 16 (server_controls::connection_opened), since a batch that cannot fill costs the
@@ -461,7 +468,7 @@ int echo_server_main(int argc, char** argv) {
     bool verbose = false;
     bool simple = false;
     std::chrono::milliseconds idle_timeout{0};
-    std::chrono::milliseconds send_timeout{0};
+    std::chrono::milliseconds send_timeout = default_send_timeout;
     std::chrono::milliseconds drain_timeout = default_drain_timeout;
     std::size_t max_connections = 0;
     io_context_options options;
@@ -483,11 +490,12 @@ int echo_server_main(int argc, char** argv) {
                        "  --disable FEATURE[,FEATURE...]\n"
                        "            force features off, to run their fallbacks: {}\n"
                        "  --idle-timeout SECONDS\n"
-                       "            close a connection that sends nothing for that long\n"
-                       "            (default: off)\n"
+                       "            close a connection that sends nothing for that long; 0 or\n"
+                       "            off: never (default: off)\n"
                        "  --send-timeout SECONDS\n"
                        "            close (reset) a connection whose peer has not read an echo\n"
-                       "            for that long (default: off)\n"
+                       "            for that long, so that a peer that never reads cannot hold\n"
+                       "            buffers and a send for ever; 0 or off: never (default: {})\n"
                        "  --max-connections N\n"
                        "            serve at most N connections at once; more wait in the\n"
                        "            kernel's backlog until one closes (default: no limit)\n"
@@ -503,8 +511,8 @@ int echo_server_main(int argc, char** argv) {
                        "            6.12, ignored before)\n"
                        "SECONDS is a positive number, fractions allowed (0.5), at most 86400.\n"
                        "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n",
-                       usage, disable_features, default_drain_timeout.count() / 1000.0,
-                       default_batch_wait.count());
+                       usage, disable_features, default_send_timeout.count() / 1000.0,
+                       default_drain_timeout.count() / 1000.0, default_batch_wait.count());
             return 0;
         }
         if (arg == "-q" || arg == "--quiet") {
@@ -528,6 +536,13 @@ int echo_server_main(int argc, char** argv) {
                                     value));
                 }
                 max_connections = *limit;
+                continue;
+            }
+            const bool zero =
+                !value.empty() && value.find_first_not_of('0') == std::string_view::npos;
+            if (arg != "--drain-timeout" && (value == "off" || zero)) {
+                (arg == "--idle-timeout" ? idle_timeout : send_timeout) =
+                    std::chrono::milliseconds{0};
                 continue;
             }
             const auto seconds = parse_seconds(value);

@@ -643,7 +643,7 @@ TEST_CASE("the drain timeout closes a connection whose peer never reads and exit
 TEST_CASE("bad values for the defence options exit 2 with the usage line",
           "[echo_server][defences][e2e]") {
     const std::vector<std::vector<std::string>> bad = {
-        {"--idle-timeout", "0"},     {"--idle-timeout", "-1"},     {"--idle-timeout", "abc"},
+        {"--idle-timeout", "-0.5"},  {"--idle-timeout", "-1"},     {"--idle-timeout", "abc"},
         {"--idle-timeout", "1s"},    {"--send-timeout", ""},       {"--send-timeout", "nan"},
         {"--send-timeout", "1e9"},   {"--drain-timeout", "0"},     {"--max-connections", "0"},
         {"--max-connections", "-3"}, {"--max-connections", "2.5"}, {"--idle-timeout"},
@@ -665,13 +665,29 @@ TEST_CASE("bad values for the defence options exit 2 with the usage line",
     }
 }
 
+TEST_CASE("0 and off turn a timeout off, and the send timeout is on by default",
+          "[echo_server][defences][e2e]") {
+    for (const char* value : {"0", "000", "off"}) {
+        for (const char* option : {"--idle-timeout", "--send-timeout"}) {
+            INFO(option << " " << value);
+            // --help after the options: they were parsed (a bad value would exit 2 first).
+            const auto run = ucoro_test::run_program({UCORO_ECHO_SERVER, option, value, "--help"});
+            REQUIRE(run.status.exited);
+            CHECK(run.status.code == 0);
+        }
+    }
+    const auto off = ucoro_test::run_program({UCORO_ECHO_SERVER, "--send-timeout", "of"});
+    CHECK(off.status.code == 2);
+}
+
 TEST_CASE("help shows the defence options with their defaults", "[echo_server][defences][e2e]") {
     const auto run = ucoro_test::run_program({UCORO_ECHO_SERVER, "--help"});
     REQUIRE(run.status.exited);
     CHECK(run.status.code == 0);
     for (const char* text :
          {"--idle-timeout SECONDS", "--send-timeout SECONDS", "--max-connections N",
-          "--drain-timeout SECONDS", "(default: off)", "(default: no limit)", "(default: 5)"}) {
+          "--drain-timeout SECONDS", "(default: off)", "(default: 10)", "(default: no limit)",
+          "(default: 5)", "0 or\n            off: never"}) {
         CHECK_THAT(run.out, Contains(text));
     }
 }
