@@ -4,6 +4,11 @@
 
 Usage: bench/scenes/starve.py PORT N   (against ucoro-echo-server -q -v 127.0.0.1 PORT)
 Prints how many of the 20 got their bytes back and the slowest echo. Loopback only."""
+import os
+import socket
+import sys
+import time
+
 port=int(sys.argv[1]); n=int(sys.argv[2])
 bad=[]
 for i in range(n):
