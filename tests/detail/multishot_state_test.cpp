@@ -234,4 +234,45 @@ TEST_CASE("a stream that holds nothing receives into a buffer of its own when ot
     CHECK(text_of(more.buffer) == "more");
 }
 
+TEST_CASE("a coroutine waiting on a stream held at its share is reached by a cancel and by "
+          "stop()") {
+    const bool by_stop = GENERATE(false, true);
+    CAPTURE(by_stop);
+    auto context = ucoro_test::make_ring_context();
+    if (!context) {
+        return;
+    }
+    buffer_ring ring(*context, {.count = 8, .buffer_size = 4, .stream_queue_limit = 1});
+    auto pair = make_stream_pair(*context);
+    auto stream = pair.ours.recv_multishot(ring);
+    ucoro_test::write_all(pair.peer.get(), ucoro_test::to_bytes("abcdefgh"));
+    auto first = context->block_on(take(stream)); // the whole share, in our hands
+    turn_until(*context, [&] { return stream.state() == multishot_state::held; });
+    REQUIRE(stream.state() == multishot_state::held);
+    // Another coroutine waits for more: nothing is in the kernel for it to be cancelled.
+    taken second{};
+    bool resumed = false;
+    auto handle =
+        context->spawn([](ucoro::net::recv_stream& s, taken& out, bool& done) -> task<void> {
+            out = co_await take(s);
+            done = true;
+        }(stream, second, resumed));
+    turn_until(*context, [] { return false; }); // it waits now (bounded turns)
+    CHECK_FALSE(resumed);
+    if (by_stop) {
+        context->stop();
+    } else {
+        handle.cancel();
+    }
+    turn_until(*context, [&] { return resumed; });
+    CHECK(resumed);
+    CHECK(second.error == std::errc::operation_canceled);
+    CHECK(stream.state() == multishot_state::held); // the stream itself is as it was
+    first.buffer.reset();
+    if (!by_stop) {
+        auto rest = context->block_on(take(stream)); // and goes on once its buffer is back
+        CHECK(text_of(rest.buffer) == "efgh");
+    }
+}
+
 } // namespace
