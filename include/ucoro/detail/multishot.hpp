@@ -198,21 +198,6 @@ private:
     bool m_pause_ending = false;  // see pause_ending()
 };
 
-/// `co_await next_completion{op}`: the oldest queued completion, waiting for one if needed.
-struct next_completion {
-    multishot_operation& op;
-
-    bool await_ready() const noexcept { return op.has_completion(); }
-    void await_suspend(std::coroutine_handle<> waiter) { op.wait(waiter); }
-    /// Awaited in a task: the task's cancellation scope can end the wait.
-    template <typename Promise>
-    requires std::is_base_of_v<task_promise_base, Promise>
-    void await_suspend(std::coroutine_handle<Promise> waiter) {
-        op.wait(waiter, waiter.promise().m_scope);
-    }
-    completion await_resume() noexcept { return op.pop(); }
-};
-
 /// Owning pointer to a multishot request; resetting it releases the request.
 template <typename Operation>
 using multishot_ptr = std::unique_ptr<Operation, multishot_operation::releaser>;
