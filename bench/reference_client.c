@@ -13,8 +13,14 @@
  * rate, in the same run, and compares the server's CPU per message: if ucoro-bench made the
  * server work harder than this plain client does, every CPU figure on the page would carry it.
  *
+ * Two switches for experiments, not for the page (bench/load-generator-cost.md): --spin never
+ * sleeps (it polls epoll without a timeout, burning its core), to see what waking a client
+ * that sleeps between messages costs the server; --tick MICROSECONDS wakes only on a grid of
+ * that period and sends what fell due since, to see what clumped arrivals do to it.
+ *
  * Usage: reference-client HOST PORT [-c CONNECTIONS] [-s SIZE] [--rate MSG/S]
- *                         [--warmup SECONDS] [--duration SECONDS] [--server-pid PID]
+ *                         [--warmup SECONDS] [--duration SECONDS] [--server-pid PID] [--spin]
+ *                         [--tick MICROSECONDS]
  * Prints one JSON object (field names as ucoro-bench's --json where they mean the same).
  * Test with: reference-client 127.0.0.1 PORT -c 100 -s 64 --rate 20000 */
 #define _GNU_SOURCE
@@ -211,6 +217,8 @@ int main(int argc, char** argv) {
     double warmup = 1;
     double duration = 5;
     long server_pid = 0;
+    int spin = 0;
+    double tick_us = 0;
     const char* host = NULL;
     const char* port = NULL;
     for (int i = 1; i < argc; ++i) {
@@ -226,6 +234,10 @@ int main(int argc, char** argv) {
             duration = option_value(argc, argv, &i);
         } else if (strcmp(argv[i], "--server-pid") == 0) {
             server_pid = (long)option_value(argc, argv, &i);
+        } else if (strcmp(argv[i], "--spin") == 0) {
+            spin = 1;
+        } else if (strcmp(argv[i], "--tick") == 0) {
+            tick_us = option_value(argc, argv, &i);
         } else if (host == NULL) {
             host = argv[i];
         } else if (port == NULL) {
@@ -237,7 +249,8 @@ int main(int argc, char** argv) {
     }
     if (host == NULL || port == NULL || connections == 0 || size == 0 || rate <= 0) {
         fprintf(stderr, "usage: reference-client HOST PORT [-c CONNECTIONS] [-s SIZE] "
-                        "[--rate MSG/S] [--warmup S] [--duration S] [--server-pid PID]\n");
+                        "[--rate MSG/S] [--warmup S] [--duration S] [--server-pid PID] "
+                        "[--spin] [--tick US]\n");
         return 2;
     }
     struct sockaddr_in address;
@@ -336,15 +349,19 @@ int main(int argc, char** argv) {
             }
             armed = 0;
         }
-        if (!armed) {
-            const uint64_t due = start + (uint64_t)(ns_per_message * (double)next);
+        if (!armed && !spin) {
+            uint64_t due = start + (uint64_t)(ns_per_message * (double)next);
+            if (tick_us > 0) { /* round up to the grid */
+                const uint64_t tick = (uint64_t)(tick_us * 1e3);
+                due = start + (due - start + tick - 1) / tick * tick;
+            }
             const uint64_t wake = due < end ? due : end;
             struct itimerspec when = {.it_value = {(time_t)(wake / 1000000000u),
                                                    (long)(wake % 1000000000u)}};
             timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &when, NULL);
             armed = 1;
         }
-        const int ready = epoll_wait(epoll_fd, events, max_events, -1);
+        const int ready = epoll_wait(epoll_fd, events, max_events, spin ? 0 : -1);
         if (ready < 0 && errno != EINTR) {
             die("epoll_wait");
         }
