@@ -43,13 +43,17 @@ void check_echoes(std::vector<std::string> server_argv) {
     CHECK(status.code == 0);
 }
 
-void check_built_peer(const std::string& name, const std::string& why_missing) {
+void check_built_peer(const std::string& name, const std::string& why_missing,
+                      std::vector<std::string> options = {}) {
     const std::string path = UCORO_BENCH_PEERS_DIR "/" + name;
     if (::access(path.c_str(), X_OK) != 0) {
         WARN("SKIPPED: " << name << " was not built (" << why_missing << ")");
         return;
     }
-    check_echoes({path, "127.0.0.1", "0"});
+    std::vector<std::string> argv{path};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.insert(argv.end(), {"127.0.0.1", "0"});
+    check_echoes(std::move(argv));
 }
 
 } // namespace
@@ -64,6 +68,16 @@ TEST_CASE("peer uring-echo-basic echoes every byte", "[bench][peers]") {
 
 TEST_CASE("peer uring-echo-multishot echoes every byte", "[bench][peers]") {
     check_built_peer("uring-echo-multishot", "configure with UCORO_BUILD_BENCH=ON");
+}
+
+TEST_CASE("peer uring-echo-basic --batch-wait 200 echoes every byte", "[bench][peers]") {
+    check_built_peer("uring-echo-basic", "configure with UCORO_BUILD_BENCH=ON",
+                     {"--batch-wait", "200"});
+}
+
+TEST_CASE("peer uring-echo-multishot --batch-wait 200 echoes every byte", "[bench][peers]") {
+    check_built_peer("uring-echo-multishot", "configure with UCORO_BUILD_BENCH=ON",
+                     {"--batch-wait", "200"});
 }
 
 TEST_CASE("peer asio-echo-epoll echoes every byte", "[bench][peers]") {
