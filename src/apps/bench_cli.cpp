@@ -100,6 +100,20 @@ void print_summary(const load_options& o, const load_report& r) {
         fmt::print("  server CPU   user {:.0f} ns + system {:.0f} ns = {:.0f} ns per message\n",
                    double(r.server->user_ns) / messages, double(r.server->system_ns) / messages,
                    double(r.server->user_ns + r.server->system_ns) / messages);
+        if (r.server->process_ns > 0) {
+            fmt::print("  server CPU   {:.0f} ns per message from its CPU-time clock (not ticks)\n",
+                       double(r.server->process_ns) / messages);
+        }
+        if (const auto& core = r.server->core) {
+            fmt::print("  server core  CPU {}: user {:.0f} + system {:.0f} + irq {:.0f} + softirq "
+                       "{:.0f} ns per message, steal {:.0f}; busy {:.2f} (everything on that "
+                       "CPU, from /proc/stat)\n",
+                       core->cpu, double(core->user_ns) / messages,
+                       double(core->system_ns) / messages, double(core->irq_ns) / messages,
+                       double(core->softirq_ns) / messages, double(core->steal_ns) / messages,
+                       core->total_ns() > 0 ? double(core->busy_ns()) / double(core->total_ns())
+                                            : 0.0);
+        }
         fmt::print("  server RSS   {} KiB before, {} KiB at the end\n", r.server->rss_start_kib,
                    r.server->rss_end_kib);
     }
@@ -143,6 +157,22 @@ std::string to_json(const load_options& o, const load_report& r) {
             double(r.server->user_ns) / messages, double(r.server->system_ns) / messages,
             double(r.server->user_ns + r.server->system_ns) / messages, r.server->rss_start_kib,
             r.server->rss_end_kib);
+        if (r.server->process_ns > 0) {
+            json += fmt::format(", \"server_process_ns_per_message\": {:.1f}",
+                                double(r.server->process_ns) / messages);
+        }
+        if (const auto& core = r.server->core) {
+            json += fmt::format(
+                ", \"server_core\": {}, \"server_core_user_ns_per_message\": {:.1f}, "
+                "\"server_core_system_ns_per_message\": {:.1f}, "
+                "\"server_core_irq_ns_per_message\": {:.1f}, "
+                "\"server_core_softirq_ns_per_message\": {:.1f}, "
+                "\"server_core_steal_ns_per_message\": {:.1f}, \"server_core_busy\": {:.4f}",
+                core->cpu, double(core->user_ns) / messages, double(core->system_ns) / messages,
+                double(core->irq_ns) / messages, double(core->softirq_ns) / messages,
+                double(core->steal_ns) / messages,
+                core->total_ns() > 0 ? double(core->busy_ns()) / double(core->total_ns()) : 0.0);
+        }
     }
     json += "}";
     return json;

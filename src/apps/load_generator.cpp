@@ -1,5 +1,6 @@
 #include "load_generator.hpp"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -103,6 +104,67 @@ std::optional<cpu_times> read_cpu_times(pid_t pid) {
     return cpu_times{user_ticks * ns_per_tick, system_ticks * ns_per_tick};
 }
 
+/// A process's CPU time so far from its CPU-time clock: every thread's, dead ones included,
+/// in nanoseconds. nullopt if the clock cannot be read (another user's process).
+std::optional<std::uint64_t> read_process_cpu_ns(pid_t pid) {
+    clockid_t clock_id{};
+    timespec t{};
+    if (::clock_getcpuclockid(pid, &clock_id) != 0 || ::clock_gettime(clock_id, &t) != 0) {
+        return std::nullopt;
+    }
+    return std::uint64_t(t.tv_sec) * 1'000'000'000 + std::uint64_t(t.tv_nsec);
+}
+
+/// The one CPU a process may run on, or nullopt if it may run on several.
+std::optional<int> pinned_cpu(pid_t pid) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(pid, sizeof(set), &set) != 0 || CPU_COUNT(&set) != 1) {
+        return std::nullopt;
+    }
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (CPU_ISSET(cpu, &set)) {
+            return cpu;
+        }
+    }
+    return std::nullopt;
+}
+
+/// CPU `cpu`'s counters so far, from its line of /proc/stat (in USER_HZ ticks there; idle
+/// time is accounted exactly on a tickless kernel, the rest by tick).
+std::optional<core_usage> read_core(int cpu) {
+    std::ifstream file("/proc/stat");
+    const std::string name = fmt::format("cpu{}", cpu);
+    std::string line;
+    while (std::getline(file, line)) {
+        std::istringstream fields(line);
+        std::string label;
+        fields >> label;
+        if (label != name) {
+            continue;
+        }
+        std::uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0;
+        std::uint64_t softirq = 0, steal = 0;
+        if (!(fields >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal)) {
+            return std::nullopt;
+        }
+        const auto ns = std::uint64_t{1'000'000'000} / std::uint64_t(::sysconf(_SC_CLK_TCK));
+        return core_usage{cpu,          (user + nice) * ns, system * ns,         irq * ns,
+                          softirq * ns, steal * ns,         (idle + iowait) * ns};
+    }
+    return std::nullopt;
+}
+
+core_usage operator-(const core_usage& end, const core_usage& start) {
+    return core_usage{end.cpu,
+                      end.user_ns - start.user_ns,
+                      end.system_ns - start.system_ns,
+                      end.irq_ns - start.irq_ns,
+                      end.softirq_ns - start.softirq_ns,
+                      end.steal_ns - start.steal_ns,
+                      end.idle_ns - start.idle_ns};
+}
+
 /// Resident set size of a process in KiB, from /proc/PID/status.
 std::optional<std::uint64_t> read_rss_kib(pid_t pid) {
     std::ifstream file(fmt::format("/proc/{}/status", pid));
@@ -194,6 +256,8 @@ struct shared_run {
     std::vector<std::atomic<unsigned>> open;
     std::vector<unsigned char> arrived; // the thread has reached (or left) the barrier
     std::optional<cpu_times> server_cpu_start;
+    std::optional<std::uint64_t> server_process_start;
+    std::optional<core_usage> server_core_start;
     std::optional<server_usage> server;
     std::uint64_t process_cpu_start = 0;
     std::uint64_t process_cpu_ns = 0;
@@ -209,10 +273,20 @@ void measurement_end::operator()() noexcept {
     try {
         const auto cpu_end = read_cpu_times(*r.options.server_pid);
         const auto rss_end = read_rss_kib(*r.options.server_pid);
+        const pid_t pid = *r.options.server_pid;
         if (r.server_cpu_start && cpu_end && rss_end) {
             r.server->user_ns = cpu_end->user_ns - r.server_cpu_start->user_ns;
             r.server->system_ns = cpu_end->system_ns - r.server_cpu_start->system_ns;
             r.server->rss_end_kib = *rss_end;
+            const auto process_end = read_process_cpu_ns(pid);
+            if (r.server_process_start && process_end) {
+                r.server->process_ns = *process_end - *r.server_process_start;
+            }
+            if (r.server_core_start) {
+                if (const auto core_end = read_core(r.server_core_start->cpu)) {
+                    r.server->core = *core_end - *r.server_core_start;
+                }
+            }
             return;
         }
     } catch (...) {
@@ -610,6 +684,10 @@ task<void> control(run_state& s) {
             run.process_cpu_start = own_cpu_ns();
             if (o.server_pid) {
                 run.server_cpu_start = read_cpu_times(*o.server_pid);
+                run.server_process_start = read_process_cpu_ns(*o.server_pid);
+                if (const auto cpu = pinned_cpu(*o.server_pid)) {
+                    run.server_core_start = read_core(*cpu);
+                }
             }
         }
     };
@@ -713,7 +791,8 @@ load_report run_load(io_context& context, const load_options& options) {
     shared_run run(options, threads);
     if (options.server_pid) {
         if (const auto rss = read_rss_kib(*options.server_pid)) {
-            run.server = server_usage{0, 0, *rss, 0};
+            run.server.emplace();
+            run.server->rss_start_kib = *rss;
         }
     }
     run.start = clock::now();

@@ -71,11 +71,32 @@ struct thread_usage {
 };
 
 /// What /proc said about the server over the measured interval.
-struct server_usage {
-    std::uint64_t user_ns = 0;
+/// The counters of one CPU from /proc/stat over the measured interval, in nanoseconds. They
+/// hold whatever ran on that CPU: the server, the softirqs of the loopback traffic it
+/// received, and any other process the machine put there.
+struct core_usage {
+    int cpu = -1;
+    std::uint64_t user_ns = 0; // user + nice
     std::uint64_t system_ns = 0;
+    std::uint64_t irq_ns = 0;
+    std::uint64_t softirq_ns = 0;
+    std::uint64_t steal_ns = 0; // taken by the hypervisor from this virtual CPU
+    std::uint64_t idle_ns = 0;  // idle + iowait
+
+    std::uint64_t busy_ns() const { return user_ns + system_ns + irq_ns + softirq_ns; }
+    std::uint64_t total_ns() const { return busy_ns() + steal_ns + idle_ns; }
+};
+
+struct server_usage {
+    std::uint64_t user_ns = 0;   // from /proc/PID/stat, in clock ticks: the split only
+    std::uint64_t system_ns = 0; // (clock ticks, see user_ns)
+    /// The process's CPU time read from its CPU-time clock (clock_getcpuclockid): every
+    /// thread, in nanoseconds, not sampled by ticks. 0 if the clock could not be read.
+    std::uint64_t process_ns = 0;
     std::uint64_t rss_start_kib = 0; // before the connections were opened
     std::uint64_t rss_end_kib = 0;   // at the end, with the connections still open
+    /// The server's CPU, when it is pinned to exactly one (taskset -c N).
+    std::optional<core_usage> core;
 };
 
 struct load_report {

@@ -184,9 +184,15 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
          "  'late_after_ns', 'client_cpu_ns_per_message', 'client_cores', 'client_busy',\n"
          "  'client_busy_per_thread', 'client_runqueue_wait',\n"
          "  'server_user_ns_per_message', 'server_system_ns_per_message',\n"
-         "  'server_cpu_ns_per_message', 'server_rss_start_kib', 'server_rss_end_kib']\n"
+         "  'server_cpu_ns_per_message', 'server_rss_start_kib', 'server_rss_end_kib',\n"
+         "  'server_process_ns_per_message']\n"
+         "# Only when the server is pinned to one CPU (the next test):\n"
+         "core = ['server_core', 'server_core_user_ns_per_message',\n"
+         "  'server_core_system_ns_per_message', 'server_core_irq_ns_per_message',\n"
+         "  'server_core_softirq_ns_per_message', 'server_core_steal_ns_per_message',\n"
+         "  'server_core_busy']\n"
          "missing = [f for f in fields if f not in d]\n"
-         "extra = [f for f in d if f not in fields]\n"
+         "extra = [f for f in d if f not in fields + core]\n"
          "print('missing', missing, 'extra', extra)\n"
          "ok = not missing and not extra and d['messages'] > 0 and d['connections'] == 4\n"
          "ok = ok and d['latency_p50_ns'] <= d['latency_p99_ns'] <= d['latency_max_ns']\n"
@@ -199,6 +205,33 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
     INFO("python: " << check.out << check.err);
     CHECK(check.status.exited);
     CHECK(check.status.code == 0);
+}
+
+TEST_CASE("ucoro-bench reads a pinned server's CPU from its clock and its core's counters",
+          "[bench]") {
+    const auto taskset = ucoro_test::find_on_path("taskset");
+    if (!taskset) {
+        WARN("SKIPPED: taskset (util-linux) is not on PATH, needed to pin the server");
+        return;
+    }
+    // taskset execs the server: the pid is the server's, pinned to CPU 0.
+    auto server = start_server({*taskset, "-c", "0", UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    // 5,000 messages of some microseconds each: tens of milliseconds of the server on its
+    // core, several of the kernel's ticks, by which /proc/stat counts all but idle time.
+    const completed_run run =
+        run_bench(server.port, {"-c", "4", "--rate", "5000", "--warmup", "0", "--duration", "1",
+                                "--server-pid", std::to_string(server.process->pid()), "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.code == 0);
+    CHECK(require_number(run, "server_core") == 0);
+    CHECK(require_number(run, "server_process_ns_per_message") > 0);
+    const double busy = require_number(run, "server_core_busy");
+    CHECK(busy > 0);
+    CHECK(busy <= 1.0);
+    const completed_run table =
+        run_bench(server.port, {"-c", "4", "--rate", "2000", "--warmup", "0", "--duration", "0.3",
+                                "--server-pid", std::to_string(server.process->pid())});
+    CHECK_THAT(table.out, Contains("from its CPU-time clock") && Contains("server core  CPU 0"));
 }
 
 TEST_CASE("ucoro-bench --messages holds idle connections open and reports server memory",
