@@ -1,6 +1,12 @@
 // asio_echo: the echo server written with Boost.Asio 1.81 C++20 coroutines
 // (co_spawn, awaitable, use_awaitable), one io_context on one thread.
 //
+// The io_context is built with BOOST_ASIO_CONCURRENCY_HINT_UNSAFE: one thread runs it, so
+// Asio's locking in the scheduler and the reactor is turned off, as ucoro (single-threaded
+// by design) has none. A hint of 1 would keep that locking ("the io_context still provides
+// full thread safety"; Asio's overview, core/concurrency_hint.html). The hint's restrictions
+// hold here: one thread, no asynchronous resolve, one signal_set.
+//
 // Built twice by bench/CMakeLists.txt: asio-echo-epoll with Asio's default reactor, and
 // asio-echo-uring with BOOST_ASIO_HAS_IO_URING and BOOST_ASIO_DISABLE_EPOLL, which makes
 // Asio run its socket operations through io_uring (liburing).
@@ -65,7 +71,7 @@ int main(int argc, char** argv) {
         ::setrlimit(RLIMIT_NOFILE, &limit);
     }
     try {
-        asio::io_context context(1);
+        asio::io_context context(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
         boost::system::error_code error;
         const auto host = asio::ip::make_address(argv[1], error);
         if (error) {

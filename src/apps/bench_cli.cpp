@@ -47,29 +47,73 @@ std::string format_ns(std::uint64_t ns) {
     return fmt::format("{:.1f} ms", double(ns) / 1e6);
 }
 
+std::string busy_per_thread(const load_report& r, std::string_view separator) {
+    std::string text;
+    for (const thread_usage& t : r.threads) {
+        text += fmt::format("{}{:.4f}", text.empty() ? "" : separator, t.busy());
+    }
+    return text;
+}
+
+double runqueue_wait(const load_report& r) {
+    double worst = 0;
+    for (const thread_usage& t : r.threads) {
+        worst = std::max(worst, t.runqueue_wait());
+    }
+    return worst;
+}
+
 void print_summary(const load_options& o, const load_report& r) {
-    fmt::print("ucoro-bench {}: {} connections x {} B, {}, {:.2f} s measured\n", o.server,
-               o.connections, o.size,
+    fmt::print("ucoro-bench {}: {} connections x {} B, {}, {} thread(s), {:.2f} s measured\n",
+               o.server, o.connections, o.size,
                o.rate > 0 ? fmt::format("open loop at {:.0f} msg/s", o.rate)
                           : fmt::format("closed loop, depth {}", o.depth),
-               r.seconds);
+               r.threads.size(), r.seconds);
     fmt::print("  connections  {} established, {} failed to connect, {} errors\n",
                r.connections_established, r.connect_failures, r.connection_errors);
     fmt::print("  throughput   {} messages, {:.0f} msg/s, {:.1f} MB/s echoed\n", r.messages,
                r.messages_per_second(), r.seconds > 0 ? double(r.bytes) / r.seconds / 1e6 : 0.0);
-    const histogram& h = r.latency;
-    fmt::print("  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (from {} send time)\n",
-               format_ns(h.percentile(50)), format_ns(h.percentile(90)),
-               format_ns(h.percentile(99)), format_ns(h.percentile(99.9)), format_ns(h.max()),
-               o.rate > 0 ? "intended" : "actual");
-    fmt::print("  ucoro-bench  {:.0f} ns of its own CPU per message ({:.2f} cores)\n",
-               double(r.client_cpu_ns) / std::max(1.0, double(r.messages)),
-               r.seconds > 0 ? double(r.client_cpu_ns) / 1e9 / r.seconds : 0.0);
+    auto percentiles = [](const histogram& h) {
+        return fmt::format("p50 {}  p90 {}  p99 {}  p99.9 {}  max {}", format_ns(h.percentile(50)),
+                           format_ns(h.percentile(90)), format_ns(h.percentile(99)),
+                           format_ns(h.percentile(99.9)), format_ns(h.max()));
+    };
+    if (o.rate > 0) {
+        fmt::print("  latency      {}  (from each message's due time)\n", percentiles(r.latency));
+        fmt::print("  from send    {}  (from its actual send)\n", percentiles(r.latency_from_send));
+        const histogram& lag = r.send_lag;
+        fmt::print("  schedule     sent p50 {} / p99 {} / max {} after the due time; {} of {} "
+                   "later than {}{}\n",
+                   format_ns(lag.percentile(50)), format_ns(lag.percentile(99)),
+                   format_ns(lag.max()), r.late_sends, lag.count(),
+                   format_ns(static_cast<std::uint64_t>(o.late_after.count())),
+                   r.late_sends > 0 ? ": the generator fell behind its schedule" : "");
+    } else {
+        fmt::print("  latency      {}  (from the send)\n", percentiles(r.latency));
+    }
+    fmt::print("  ucoro-bench  {:.0f} ns of its own CPU per message; busiest thread {:.2f} of a "
+               "core ({}); waited for a CPU {:.0f}% of the time\n",
+               double(r.client_cpu_ns) / std::max(1.0, double(r.messages)), r.client_busy(),
+               busy_per_thread(r, ", "), 100 * runqueue_wait(r));
     if (r.server) {
         const double messages = r.messages > 0 ? double(r.messages) : 1.0;
         fmt::print("  server CPU   user {:.0f} ns + system {:.0f} ns = {:.0f} ns per message\n",
                    double(r.server->user_ns) / messages, double(r.server->system_ns) / messages,
                    double(r.server->user_ns + r.server->system_ns) / messages);
+        if (r.server->process_ns > 0) {
+            fmt::print("  server CPU   {:.0f} ns per message from its CPU-time clock (not ticks)\n",
+                       double(r.server->process_ns) / messages);
+        }
+        if (const auto& core = r.server->core) {
+            fmt::print("  server core  CPU {}: user {:.0f} + system {:.0f} + irq {:.0f} + softirq "
+                       "{:.0f} ns per message, steal {:.0f}; busy {:.2f} (everything on that "
+                       "CPU, from /proc/stat)\n",
+                       core->cpu, double(core->user_ns) / messages,
+                       double(core->system_ns) / messages, double(core->irq_ns) / messages,
+                       double(core->softirq_ns) / messages, double(core->steal_ns) / messages,
+                       core->total_ns() > 0 ? double(core->busy_ns()) / double(core->total_ns())
+                                            : 0.0);
+        }
         fmt::print("  server RSS   {} KiB before, {} KiB at the end\n", r.server->rss_start_kib,
                    r.server->rss_end_kib);
     }
@@ -79,18 +123,31 @@ void print_summary(const load_options& o, const load_report& r) {
 
 std::string to_json(const load_options& o, const load_report& r) {
     const histogram& h = r.latency;
+    const histogram& from_send = r.latency_from_send;
+    const histogram& lag = r.send_lag;
     std::string json = fmt::format(
         "{{\"server\": \"{}\", \"connections\": {}, \"size\": {}, \"depth\": {}, "
-        "\"rate\": {}, \"seconds\": {:.6f}, \"connections_established\": {}, "
+        "\"rate\": {}, \"threads\": {}, \"seconds\": {:.6f}, \"connections_established\": {}, "
         "\"connect_failures\": {}, \"connection_errors\": {}, \"messages\": {}, "
         "\"bytes\": {}, \"messages_per_second\": {:.1f}, \"latency_p50_ns\": {}, "
         "\"latency_p90_ns\": {}, \"latency_p99_ns\": {}, \"latency_p999_ns\": {}, "
-        "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}, "
-        "\"client_cpu_ns_per_message\": {:.1f}",
-        o.server, o.connections, o.size, o.depth, o.rate, r.seconds, r.connections_established,
-        r.connect_failures, r.connection_errors, r.messages, r.bytes, r.messages_per_second(),
-        h.percentile(50), h.percentile(90), h.percentile(99), h.percentile(99.9), h.max(), h.mean(),
-        double(r.client_cpu_ns) / std::max(1.0, double(r.messages)));
+        "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}, ",
+        o.server, o.connections, o.size, o.depth, o.rate, r.threads.size(), r.seconds,
+        r.connections_established, r.connect_failures, r.connection_errors, r.messages, r.bytes,
+        r.messages_per_second(), h.percentile(50), h.percentile(90), h.percentile(99),
+        h.percentile(99.9), h.max(), h.mean());
+    json += fmt::format(
+        "\"latency_from_send_p50_ns\": {}, \"latency_from_send_p99_ns\": {}, "
+        "\"latency_from_send_p999_ns\": {}, \"send_lag_p50_ns\": {}, \"send_lag_p99_ns\": {}, "
+        "\"send_lag_max_ns\": {}, \"late_sends\": {}, \"late_after_ns\": {}, ",
+        from_send.percentile(50), from_send.percentile(99), from_send.percentile(99.9),
+        lag.percentile(50), lag.percentile(99), lag.max(), r.late_sends, o.late_after.count());
+    json +=
+        fmt::format("\"client_cpu_ns_per_message\": {:.1f}, \"client_cores\": {:.4f}, "
+                    "\"client_busy\": {:.4f}, \"client_busy_per_thread\": [{}], "
+                    "\"client_runqueue_wait\": {:.4f}",
+                    double(r.client_cpu_ns) / std::max(1.0, double(r.messages)), r.client_cores(),
+                    r.client_busy(), busy_per_thread(r, ", "), runqueue_wait(r));
     if (r.server) {
         const double messages = r.messages > 0 ? double(r.messages) : 1.0;
         json += fmt::format(
@@ -100,6 +157,22 @@ std::string to_json(const load_options& o, const load_report& r) {
             double(r.server->user_ns) / messages, double(r.server->system_ns) / messages,
             double(r.server->user_ns + r.server->system_ns) / messages, r.server->rss_start_kib,
             r.server->rss_end_kib);
+        if (r.server->process_ns > 0) {
+            json += fmt::format(", \"server_process_ns_per_message\": {:.1f}",
+                                double(r.server->process_ns) / messages);
+        }
+        if (const auto& core = r.server->core) {
+            json += fmt::format(
+                ", \"server_core\": {}, \"server_core_user_ns_per_message\": {:.1f}, "
+                "\"server_core_system_ns_per_message\": {:.1f}, "
+                "\"server_core_irq_ns_per_message\": {:.1f}, "
+                "\"server_core_softirq_ns_per_message\": {:.1f}, "
+                "\"server_core_steal_ns_per_message\": {:.1f}, \"server_core_busy\": {:.4f}",
+                core->cpu, double(core->user_ns) / messages, double(core->system_ns) / messages,
+                double(core->irq_ns) / messages, double(core->softirq_ns) / messages,
+                double(core->steal_ns) / messages,
+                core->total_ns() > 0 ? double(core->busy_ns()) / double(core->total_ns()) : 0.0);
+        }
     }
     json += "}";
     return json;
@@ -135,10 +208,22 @@ int bench_main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(0.0, 3600.0));
     app.add_option("--rate", o.rate,
-                   "fixed total messages per second (open loop; latency from each message's "
-                   "intended send time); 0: closed loop")
+                   "fixed total messages per second (open loop, paced by one timer per thread; "
+                   "latency from each message's due time, and from its actual send); 0: "
+                   "closed loop")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 1e9));
+    double late_after_us = 500;
+    app.add_option("--late-after", late_after_us,
+                   "open loop: a message sent more than this many microseconds after its due "
+                   "time counts as late (the generator fell behind; reported, never hidden)")
+        ->capture_default_str()
+        ->check(CLI::Range(1.0, 1e9));
+    app.add_option("-t,--threads", o.threads,
+                   "load threads, each with its own io_uring and a share of the connections "
+                   "and of the rate; results merged")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 256u));
     app.add_option("--messages", o.messages_per_connection,
                    "echoes per connection, then stay connected and idle; the run ends when all "
                    "are done (for server memory per connection)");
@@ -166,6 +251,8 @@ int bench_main(int argc, char** argv) {
     o.server = *server;
     o.duration = seconds(duration);
     o.warmup = seconds(warmup);
+    o.late_after = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double, std::micro>(late_after_us));
     if (server_pid != 0) {
         if (!std::filesystem::exists(fmt::format("/proc/{}/stat", server_pid))) {
             return usage_error(program,

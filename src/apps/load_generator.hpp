@@ -1,5 +1,6 @@
 // ucoro-bench's engine: many connections sending a verifiable byte pattern to an echo
-// server, closed loop (a fixed number of messages in flight) or open loop (a fixed rate).
+// server, closed loop (a fixed number of messages in flight) or open loop (a fixed rate),
+// on one or more threads, each with its own io_context and its share of the connections.
 #pragma once
 
 #include <sys/types.h>
@@ -28,8 +29,16 @@ struct load_options {
     /// Messages per second over all connections; 0 means closed loop. With a rate, each
     /// message's latency runs from the moment it was *meant* to be sent, so a server that
     /// stalls cannot hide the messages it delayed (the coordinated-omission correction wrk2
-    /// makes).
+    /// makes). One pacing coroutine per thread keeps the schedule: it wakes at the next
+    /// message's due time (one absolute timer per wake-up, not one per message), hands every
+    /// message due by then to its connection, round robin, and sleeps until the next.
     double rate = 0;
+    /// A message handed to the kernel more than this after its due time counts as late: the
+    /// generator fell behind its schedule, and the report says how often and by how much.
+    std::chrono::nanoseconds late_after = std::chrono::microseconds(500);
+    /// Threads, each with its own io_context and an equal share of the connections and of
+    /// the rate; the results are merged. The calling thread is the first.
+    unsigned threads = 1;
     /// Messages per connection, then the connection stays open and idle; 0: no limit. The
     /// run ends as soon as every connection has had its echoes (for memory per connection).
     std::uint64_t messages_per_connection = 0;
@@ -47,29 +56,76 @@ struct load_progress {
     unsigned connections_open = 0;
 };
 
+/// What one load thread cost, over the measured interval.
+struct thread_usage {
+    double seconds = 0;                 // wall time measured
+    std::uint64_t cpu_ns = 0;           // the thread's CPU time (CLOCK_THREAD_CPUTIME_ID)
+    std::uint64_t runqueue_wait_ns = 0; // runnable but waiting for a CPU (schedstat), or 0
+
+    /// The share of one core the thread used: above about 0.7 it is close enough to
+    /// saturation that its own queueing shows in the latencies.
+    double busy() const { return seconds > 0 ? double(cpu_ns) / 1e9 / seconds : 0; }
+    double runqueue_wait() const {
+        return seconds > 0 ? double(runqueue_wait_ns) / 1e9 / seconds : 0;
+    }
+};
+
 /// What /proc said about the server over the measured interval.
-struct server_usage {
-    std::uint64_t user_ns = 0;
+/// The counters of one CPU from /proc/stat over the measured interval, in nanoseconds. They
+/// hold whatever ran on that CPU: the server, the softirqs of the loopback traffic it
+/// received, and any other process the machine put there.
+struct core_usage {
+    int cpu = -1;
+    std::uint64_t user_ns = 0; // user + nice
     std::uint64_t system_ns = 0;
+    std::uint64_t irq_ns = 0;
+    std::uint64_t softirq_ns = 0;
+    std::uint64_t steal_ns = 0; // taken by the hypervisor from this virtual CPU
+    std::uint64_t idle_ns = 0;  // idle + iowait
+
+    std::uint64_t busy_ns() const { return user_ns + system_ns + irq_ns + softirq_ns; }
+    std::uint64_t total_ns() const { return busy_ns() + steal_ns + idle_ns; }
+};
+
+struct server_usage {
+    std::uint64_t user_ns = 0;   // from /proc/PID/stat, in clock ticks: the split only
+    std::uint64_t system_ns = 0; // (clock ticks, see user_ns)
+    /// The process's CPU time read from its CPU-time clock (clock_getcpuclockid): every
+    /// thread, in nanoseconds, not sampled by ticks. 0 if the clock could not be read.
+    std::uint64_t process_ns = 0;
     std::uint64_t rss_start_kib = 0; // before the connections were opened
     std::uint64_t rss_end_kib = 0;   // at the end, with the connections still open
+    /// The server's CPU, when it is pinned to exactly one (taskset -c N).
+    std::optional<core_usage> core;
 };
 
 struct load_report {
     unsigned connections_established = 0;
     unsigned connect_failures = 0;
-    unsigned connection_errors = 0;  // reset, closed by the server, or failed send/recv
-    std::string first_error;         // the first connect or connection error, for the message
-    std::uint64_t messages = 0;      // echoes completed within the measured interval
-    std::uint64_t bytes = 0;         // echoed bytes checked within the measured interval
-    double seconds = 0;              // length of the measured interval
-    histogram latency;               // nanoseconds, one value per message measured
-    std::uint64_t client_cpu_ns = 0; // this process's user + system CPU over the interval
+    unsigned connection_errors = 0; // reset, closed by the server, or failed send/recv
+    std::string first_error;        // the first connect or connection error, for the message
+    std::uint64_t messages = 0;     // echoes completed within the measured interval
+    std::uint64_t bytes = 0;        // echoed bytes checked within the measured interval
+    double seconds = 0;             // length of the measured interval
+    /// Nanoseconds, one value per message measured, from the time it was due to be sent (in
+    /// a closed loop: sent) to the time its last byte came back.
+    histogram latency;
+    /// The same, from the time its send was handed to the kernel: the server's part alone.
+    histogram latency_from_send;
+    /// Open loop: how long after its due time each message was handed to the kernel.
+    histogram send_lag;
+    std::uint64_t late_sends = 0;      // messages whose send_lag exceeded late_after
+    std::uint64_t client_cpu_ns = 0;   // this process's user + system CPU over the interval
+    std::vector<thread_usage> threads; // one per load thread, the calling thread first
     std::optional<server_usage> server;
     /// Set if an echoed byte differed from what was sent: the run stops at once.
     std::string mismatch;
 
     double messages_per_second() const { return seconds > 0 ? double(messages) / seconds : 0; }
+    /// The busiest load thread's share of a core.
+    double client_busy() const;
+    /// The whole process's CPU (io-wq workers included) in cores.
+    double client_cores() const { return seconds > 0 ? double(client_cpu_ns) / 1e9 / seconds : 0; }
 };
 
 /// The deterministic bytes each connection sends: connection c's stream is a slice of one
@@ -91,8 +147,9 @@ private:
     std::vector<std::byte> m_table; // two periods, so any slice of one period is contiguous
 };
 
-/// Runs the load described by `options` on `context` until the duration ends, the run
-/// fails, or (with messages_per_connection) every connection has its echoes.
+/// Runs the load described by `options` until the duration ends, the run fails, or (with
+/// messages_per_connection) every connection has its echoes. The first thread's share runs
+/// on `context`, on the calling thread; the other threads open their own io_context.
 load_report run_load(io_context& context, const load_options& options);
 
 } // namespace ucoro::apps

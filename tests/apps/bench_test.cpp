@@ -175,24 +175,63 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
         {*python, "-c",
          "import json, sys\n"
          "d = json.loads(sys.argv[1])\n"
-         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'seconds',\n"
+         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'threads', 'seconds',\n"
          "  'connections_established', 'connect_failures', 'connection_errors', 'messages',\n"
          "  'bytes', 'messages_per_second', 'latency_p50_ns', 'latency_p90_ns',\n"
          "  'latency_p99_ns', 'latency_p999_ns', 'latency_max_ns', 'latency_mean_ns',\n"
-         "  'client_cpu_ns_per_message',\n"
+         "  'latency_from_send_p50_ns', 'latency_from_send_p99_ns', 'latency_from_send_p999_ns',\n"
+         "  'send_lag_p50_ns', 'send_lag_p99_ns', 'send_lag_max_ns', 'late_sends',\n"
+         "  'late_after_ns', 'client_cpu_ns_per_message', 'client_cores', 'client_busy',\n"
+         "  'client_busy_per_thread', 'client_runqueue_wait',\n"
          "  'server_user_ns_per_message', 'server_system_ns_per_message',\n"
-         "  'server_cpu_ns_per_message', 'server_rss_start_kib', 'server_rss_end_kib']\n"
+         "  'server_cpu_ns_per_message', 'server_rss_start_kib', 'server_rss_end_kib',\n"
+         "  'server_process_ns_per_message']\n"
+         "# Only when the server is pinned to one CPU (the next test):\n"
+         "core = ['server_core', 'server_core_user_ns_per_message',\n"
+         "  'server_core_system_ns_per_message', 'server_core_irq_ns_per_message',\n"
+         "  'server_core_softirq_ns_per_message', 'server_core_steal_ns_per_message',\n"
+         "  'server_core_busy']\n"
          "missing = [f for f in fields if f not in d]\n"
-         "extra = [f for f in d if f not in fields]\n"
+         "extra = [f for f in d if f not in fields + core]\n"
          "print('missing', missing, 'extra', extra)\n"
          "ok = not missing and not extra and d['messages'] > 0 and d['connections'] == 4\n"
          "ok = ok and d['latency_p50_ns'] <= d['latency_p99_ns'] <= d['latency_max_ns']\n"
          "ok = ok and d['server_rss_end_kib'] > 0 and d['server_cpu_ns_per_message'] >= 0\n"
+         "ok = ok and d['threads'] == 1 and len(d['client_busy_per_thread']) == 1\n"
+         "ok = ok and 0 < d['client_busy'] <= 1.0 and d['client_busy'] == "
+         "max(d['client_busy_per_thread'])\n"
          "sys.exit(0 if ok else 1)\n",
          run.out});
     INFO("python: " << check.out << check.err);
     CHECK(check.status.exited);
     CHECK(check.status.code == 0);
+}
+
+TEST_CASE("ucoro-bench reads a pinned server's CPU from its clock and its core's counters",
+          "[bench]") {
+    const auto taskset = ucoro_test::find_on_path("taskset");
+    if (!taskset) {
+        WARN("SKIPPED: taskset (util-linux) is not on PATH, needed to pin the server");
+        return;
+    }
+    // taskset execs the server: the pid is the server's, pinned to CPU 0.
+    auto server = start_server({*taskset, "-c", "0", UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    // 5,000 messages of some microseconds each: tens of milliseconds of the server on its
+    // core, several of the kernel's ticks, by which /proc/stat counts all but idle time.
+    const completed_run run =
+        run_bench(server.port, {"-c", "4", "--rate", "5000", "--warmup", "0", "--duration", "1",
+                                "--server-pid", std::to_string(server.process->pid()), "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.code == 0);
+    CHECK(require_number(run, "server_core") == 0);
+    CHECK(require_number(run, "server_process_ns_per_message") > 0);
+    const double busy = require_number(run, "server_core_busy");
+    CHECK(busy > 0);
+    CHECK(busy <= 1.0);
+    const completed_run table =
+        run_bench(server.port, {"-c", "4", "--rate", "2000", "--warmup", "0", "--duration", "0.3",
+                                "--server-pid", std::to_string(server.process->pid())});
+    CHECK_THAT(table.out, Contains("from its CPU-time clock") && Contains("server core  CPU 0"));
 }
 
 TEST_CASE("ucoro-bench --messages holds idle connections open and reports server memory",
@@ -221,8 +260,12 @@ TEST_CASE("ucoro-bench reports refused connections and exits 1 when none succeed
 }
 
 TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[bench]") {
-    for (const std::vector<std::string>& args :
-         {std::vector<std::string>{"--bogus"}, {"-c", "0"}, {"--rate", "-5"}, {"-s", "x"}}) {
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"--bogus"},
+                                                 {"-c", "0"},
+                                                 {"--rate", "-5"},
+                                                 {"-s", "x"},
+                                                 {"--threads", "0"},
+                                                 {"--late-after", "0"}}) {
         const completed_run run = run_bench(1, args);
         INFO("args[0] " << args[0] << "\nstderr: " << run.err);
         REQUIRE(run.status.exited);
@@ -231,8 +274,99 @@ TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[be
     }
     const completed_run help = ucoro_test::run_program({UCORO_BENCH, "--help"});
     CHECK(help.status.code == 0);
-    CHECK_THAT(help.out, Contains("--rate") && Contains("--server-pid"));
+    CHECK_THAT(help.out, Contains("--rate") && Contains("--server-pid") && Contains("--threads") &&
+                             Contains("--late-after"));
     const completed_run version = ucoro_test::run_program({UCORO_BENCH, "--version"});
     CHECK(version.status.code == 0);
     CHECK_THAT(version.out, Contains("ucoro-bench"));
+}
+
+TEST_CASE("the open loop sends the requested rate, never early, and says it is on schedule",
+          "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    // 2,000 msg/s over 20 connections for 1 s after a 0.5 s warm-up: 2,000 measured echoes.
+    // A generator that sent early or in catch-up bursts would exceed the schedule; one that
+    // fell behind would count late sends. Bounds are loose for a machine shared with builds.
+    const completed_run run =
+        run_bench(server.port, {"-c", "20", "-s", "64", "--rate", "2000", "--warmup", "0.5",
+                                "--duration", "1", "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    REQUIRE(run.status.code == 0);
+    const double messages = require_number(run, "messages");
+    const double seconds = require_number(run, "seconds");
+    CHECK(messages <= 2000 * seconds + 20); // the schedule, plus at most one in flight each
+    CHECK(messages >= 0.8 * 2000 * seconds);
+    // Most messages leave within the lateness bound; the count of late ones is reported.
+    CHECK(require_number(run, "late_sends") < 0.2 * messages);
+    CHECK(require_number(run, "send_lag_p50_ns") < require_number(run, "late_after_ns"));
+    // Latency from the due time includes the send lag, so it is never below the one from
+    // the actual send.
+    CHECK(require_number(run, "latency_p50_ns") >= require_number(run, "latency_from_send_p50_ns"));
+}
+
+TEST_CASE("a rate the generator cannot keep is reported as late sends, not hidden", "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    // Five million messages a second on one connection: far beyond one thread, so almost every
+    // message leaves after its due time.
+    const completed_run run = run_bench(server.port, {"-c", "1", "-s", "64", "--rate", "5000000",
+                                                      "--warmup", "0", "--duration", "0.3"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    REQUIRE(run.status.code == 0);
+    CHECK_THAT(run.out, Contains("the generator fell behind its schedule"));
+    const completed_run json =
+        run_bench(server.port, {"-c", "1", "-s", "64", "--rate", "5000000", "--warmup", "0",
+                                "--duration", "0.3", "--late-after", "100", "--json"});
+    INFO("json: " << json.out);
+    REQUIRE(json.status.code == 0);
+    CHECK(require_number(json, "late_sends") > 0.5 * require_number(json, "messages"));
+    CHECK(require_number(json, "send_lag_max_ns") > 100e3);
+    CHECK(require_number(json, "late_after_ns") == 100e3);
+}
+
+TEST_CASE("ucoro-bench prints the share of a core each load thread used", "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    const completed_run run =
+        run_bench(server.port, {"-c", "4", "--rate", "1000", "--warmup", "0", "--duration", "0.3"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.code == 0);
+    CHECK_THAT(run.out, Contains("busiest thread") && Contains("of a core") &&
+                            Contains("waited for a CPU") && Contains("from its actual send"));
+}
+
+TEST_CASE("ucoro-bench --threads splits the connections and the rate, and merges the results",
+          "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    SECTION("closed loop") {
+        const completed_run run =
+            run_bench(server.port, {"-c", "5", "-s", "1000", "-d", "2", "--threads", "2",
+                                    "--warmup", "0", "--duration", "0.3", "--json"});
+        INFO("stdout: " << run.out << "\nstderr: " << run.err);
+        REQUIRE(run.status.code == 0);
+        CHECK(require_number(run, "threads") == 2);
+        CHECK(require_number(run, "connections_established") == 5);
+        CHECK(require_number(run, "connection_errors") == 0);
+        CHECK(require_number(run, "messages") > 0);
+        CHECK(require_number(run, "bytes") == require_number(run, "messages") * 1000);
+        CHECK_THAT(run.out, Contains("\"client_busy_per_thread\": [0."));
+    }
+    SECTION("open loop") {
+        const completed_run run =
+            run_bench(server.port, {"-c", "6", "--rate", "3000", "--threads", "3", "--warmup",
+                                    "0.3", "--duration", "1", "--json"});
+        INFO("stdout: " << run.out << "\nstderr: " << run.err);
+        REQUIRE(run.status.code == 0);
+        CHECK(require_number(run, "threads") == 3);
+        const double messages = require_number(run, "messages");
+        const double seconds = require_number(run, "seconds");
+        CHECK(messages <= 3000 * seconds + 6);
+        CHECK(messages >= 0.8 * 3000 * seconds);
+    }
+    SECTION("more threads than connections: one connection each") {
+        const completed_run run = run_bench(server.port, {"-c", "2", "--threads", "8", "--warmup",
+                                                          "0", "--duration", "0.2", "--json"});
+        REQUIRE(run.status.code == 0);
+        CHECK(require_number(run, "threads") == 2);
+    }
 }

@@ -1,0 +1,203 @@
+"""bench/run's statistics and rules, on small fixed data sets: the paired ratios, k of n, the
+bootstrap interval and its verdict, the load generator's busy limit, the reference client's
+check, and --render on a run's JSON. Run by ctest (bench/CMakeLists.txt):
+    python3 -m unittest tests/apps/bench_run_test.py   (from the repository's root)
+"""
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN = os.path.join(ROOT, "bench", "run")
+
+
+def load_bench_run():
+    loader = importlib.machinery.SourceFileLoader("bench_run", RUN)
+    spec = importlib.util.spec_from_loader("bench_run", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+bench = load_bench_run()
+
+
+def run(rep, config, server, generator="ucoro-bench", **result):
+    entry = {"rep": rep, "config": config, "server": server, "result": dict(result)}
+    if generator != "ucoro-bench":
+        entry["generator"] = generator
+    return entry
+
+
+class PairedStatistics(unittest.TestCase):
+    def test_k_of_n_and_median(self):
+        p = bench.paired_statistics([1.1, 1.2, 0.9, 1.3, 1.05, 1.15, 0.95])
+        self.assertEqual(p["n"], 7)
+        self.assertEqual(p["ahead"], 5)
+        self.assertAlmostEqual(p["median"], 1.1)
+        # Lower is better (CPU per message): ahead means below 1.
+        self.assertEqual(bench.paired_statistics([0.9, 1.1, 0.8], higher_is_better=False)["ahead"],
+                         2)
+
+    def test_interval_holds_the_median_and_stays_within_the_data(self):
+        data = [0.92, 1.01, 1.04, 1.08, 1.12, 1.19, 1.31]
+        p = bench.paired_statistics(data)
+        self.assertLessEqual(min(data), p["low"])
+        self.assertLessEqual(p["low"], p["median"])
+        self.assertLessEqual(p["median"], p["high"])
+        self.assertLessEqual(p["high"], max(data))
+        # The medians of resamples of 7 are order statistics of the data: so are the bounds.
+        self.assertIn(p["low"], data)
+        self.assertIn(p["high"], data)
+
+    def test_fixed_seed_reproduces_the_interval(self):
+        data = [0.97, 1.02, 1.06, 0.99, 1.11, 1.04, 1.08]
+        self.assertEqual(bench.paired_statistics(data), bench.paired_statistics(data))
+        other = bench.paired_statistics(data, seed=bench.BOOTSTRAP_SEED + 1)
+        self.assertEqual(other["median"], bench.paired_statistics(data)["median"])
+
+    def test_interval_on_a_fixed_data_set(self):
+        # Seven ratios, 10,000 resamples: the median of a resample of 7 is its 4th value, so
+        # the interval runs between order statistics of the data; these are the 2nd and 6th.
+        p = bench.paired_statistics([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6])
+        self.assertEqual((p["low"], p["high"]), (1.1, 1.5))
+        self.assertAlmostEqual(p["median"], 1.3)
+        self.assertEqual(p["verdict"], "ahead")
+
+    def test_verdicts_only_where_the_interval_excludes_one(self):
+        self.assertEqual(bench.paired_statistics([1.05, 1.06, 1.07, 1.08, 1.09])["verdict"],
+                         "ahead")
+        self.assertEqual(bench.paired_statistics([0.9, 0.92, 0.93, 0.95, 0.91])["verdict"],
+                         "behind")
+        # Ahead in 4 of 7, but the interval holds 1.0: level, not "ahead".
+        self.assertEqual(bench.paired_statistics([0.83, 0.9, 0.95, 1.02, 1.1, 1.2, 1.31])
+                         ["verdict"], "level")
+        # CPU per message: below 1 is ahead.
+        self.assertEqual(bench.paired_statistics([0.8, 0.85, 0.82, 0.84, 0.83],
+                                                 higher_is_better=False)["verdict"], "ahead")
+        self.assertEqual(bench.paired_statistics([1.2, 1.3, 1.25, 1.22, 1.21],
+                                                 higher_is_better=False)["verdict"], "behind")
+
+    def test_no_verdict_from_too_few_pairs(self):
+        # One run each: the interval is the one ratio, which says nothing about the spread.
+        p = bench.paired_statistics([1.4])
+        self.assertEqual((p["low"], p["high"]), (1.4, 1.4))
+        self.assertTrue(p["verdict"].startswith("no verdict"))
+        self.assertTrue(bench.paired_statistics([1.2, 1.3, 1.25, 1.22])["verdict"]
+                        .startswith("no verdict"))
+
+    def test_no_pairs(self):
+        self.assertIsNone(bench.paired_statistics([]))
+        self.assertIsNone(bench.paired_statistics([None, None]))
+
+
+class Pairing(unittest.TestCase):
+    def test_pairs_within_each_repetition_in_order(self):
+        results = [
+            run(0, "k", "ucoro", messages_per_second=110), run(0, "k", "c-epoll",
+                                                               messages_per_second=100),
+            run(1, "k", "c-epoll", messages_per_second=100), run(1, "k", "ucoro",
+                                                                 messages_per_second=90),
+            # Run twice in repetition 2: two pairs, first with first.
+            run(2, "k", "ucoro", messages_per_second=100), run(2, "k", "c-epoll",
+                                                               messages_per_second=50),
+            run(2, "k", "c-epoll", messages_per_second=200), run(2, "k", "ucoro",
+                                                                 messages_per_second=100),
+            # Only one side in repetition 3: no pair.
+            run(3, "k", "ucoro", messages_per_second=100),
+            # A failed run pairs as nothing.
+            run(4, "k", "ucoro", error="boom"), run(4, "k", "c-epoll", messages_per_second=1),
+            # The reference client's runs are not ucoro-bench's.
+            run(0, "k", "c-epoll", generator="reference-client", messages_per_second=1),
+        ]
+        self.assertEqual(bench.paired_ratios(results, "k", "c-epoll", "messages_per_second"),
+                         [1.1, 0.9, 2.0, 0.5, None])
+
+
+class GeneratorLimits(unittest.TestCase):
+    def test_busy_share_from_the_json_or_from_an_old_run(self):
+        self.assertEqual(bench.generator_busy({"client_busy": 0.4, "client_cores": 0.5,
+                                               "threads": 1}), 0.5)
+        self.assertEqual(bench.generator_busy({"client_busy": 0.4, "client_cores": 0.5,
+                                               "threads": 2}), 0.4)
+        # Recorded before ucoro-bench measured its busy share: CPU per message x rate.
+        self.assertAlmostEqual(bench.generator_busy({"client_cpu_ns_per_message": 24000,
+                                                     "messages_per_second": 40000}), 0.96)
+
+    def test_latency_refused_above_the_busy_limit_or_when_late(self):
+        self.assertIsNone(bench.latency_refusal({"client_busy": 0.5, "rate": 40000,
+                                                 "messages": 1000, "late_sends": 10}))
+        self.assertIn("0.93 busy", bench.latency_refusal({"client_busy": 0.93}))
+        self.assertIn("left late", bench.latency_refusal({"client_busy": 0.5, "rate": 40000,
+                                                          "messages": 1000, "late_sends": 11}))
+
+    def test_summary_prints_latency_only_from_qualifying_runs(self):
+        results = [run(i, "r", "ucoro", client_busy=busy, messages=1000, late_sends=0,
+                       rate=40000, messages_per_second=40000, latency_p50_ns=p50,
+                       latency_p99_ns=p50, latency_p999_ns=p50, connection_errors=0)
+                   for i, (busy, p50) in enumerate([(0.5, 100e3), (0.9, 9e6), (0.6, 200e3)])]
+        results += [run(i, "r", "c-epoll", client_busy=0.95, messages=1000, late_sends=0,
+                         rate=40000, messages_per_second=40000, latency_p50_ns=1e6,
+                         latency_p99_ns=1e6, latency_p999_ns=1e6, connection_errors=0)
+                    for i in range(3)]
+        servers = [("ucoro", [], ""), ("c-epoll", [], "")]
+        table = bench.summarize(results, servers, [("r", "title", [], "rate")])
+        self.assertEqual(table[("r", "ucoro")]["latency_runs"], 2)
+        self.assertAlmostEqual(table[("r", "ucoro")]["p50_us"], 150)
+        self.assertIsNone(table[("r", "c-epoll")]["p50_us"])
+        self.assertIn("0.95 busy", table[("r", "c-epoll")]["latency_refused"])
+
+
+class ReferenceCheck(unittest.TestCase):
+    def test_ratio_per_repetition_and_the_flag(self):
+        key = bench.GENERATOR_CHECK[0]
+        results = []
+        for rep, (under_bench, under_reference) in enumerate([(13000, 10000), (12000, 10000),
+                                                              (14000, 10000)]):
+            results.append(run(rep, key, "c-epoll", server_cpu_ns_per_message=under_bench,
+                               latency_p50_ns=1e5, client_busy=0.5))
+            results.append(run(rep, key, "c-epoll", generator="reference-client",
+                               server_cpu_ns_per_message=under_reference, latency_p50_ns=1e5,
+                               client_busy=0.5))
+        check = bench.generator_check(results)["c-epoll"]
+        self.assertEqual(check["imposed"]["ratios"], [1.3, 1.2, 1.4])
+        self.assertTrue(check["flag"])
+        self.assertEqual(check["reference_cpu_ns"], 10000)
+
+
+class Render(unittest.TestCase):
+    def test_render_writes_the_page_from_a_runs_json(self):
+        results = []
+        for rep in range(5):
+            for name, mps, cpu in (("ucoro", 100000 + rep, 6000), ("c-epoll", 90000, 6500)):
+                results.append(run(rep, "c100-64B", name, messages_per_second=mps,
+                                   server_cpu_ns_per_message=cpu, latency_p50_ns=5e5,
+                                   latency_p99_ns=1e6, latency_p999_ns=2e6, rate=0,
+                                   client_cpu_ns_per_message=9000, connection_errors=0,
+                                   connections_established=100))
+        document = {"environment": {"commit": "test", "date": "today", "kernel": "k",
+                                    "cpu": "c", "cores": 2, "compiler": "cc", "liburing": "2.3"},
+                    "load_before": "0", "load_after": "0", "results": results,
+                    "profiles": {}, "micro": None, "micro_cmd": None, "elapsed_s": 60}
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "benchmarks.json")
+            with open(path, "w") as f:
+                json.dump(document, f)
+            done = subprocess.run([sys.executable, RUN, "--render", path], capture_output=True,
+                                  text=True)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            with open(os.path.join(directory, "benchmarks.md")) as f:
+                page = f.read()
+        self.assertIn("faster in 5 of 5", page)
+        self.assertIn("**ahead**", page)
+        self.assertIn("vs **c-epoll**: ucoro ahead in 100 connections x 64 B, saturated", page)
+        self.assertIn("5 repetition(s)", page)
+
+
+if __name__ == "__main__":
+    unittest.main()
