@@ -296,9 +296,11 @@ TEST_CASE("the open loop sends the requested rate, never early, and says it is o
     const double messages = require_number(run, "messages");
     const double seconds = require_number(run, "seconds");
     CHECK(messages <= 2000 * seconds + 20); // the schedule, plus at most one in flight each
-    CHECK(messages >= 0.8 * 2000 * seconds);
+    // Lower bounds are for a broken pacer, not for a busy machine (CI runs two test programs
+    // at once, under ASan too): half the schedule, and most messages on time.
+    CHECK(messages >= 0.5 * 2000 * seconds);
     // Most messages leave within the lateness bound; the count of late ones is reported.
-    CHECK(require_number(run, "late_sends") < 0.2 * messages);
+    CHECK(require_number(run, "late_sends") < 0.5 * messages);
     CHECK(require_number(run, "send_lag_p50_ns") < require_number(run, "late_after_ns"));
     // Latency from the due time includes the send lag, so it is never below the one from
     // the actual send.
