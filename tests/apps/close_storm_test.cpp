@@ -52,14 +52,13 @@ constexpr std::size_t opening_batch = 256;
 
 // The bounds: every descriptor back, counted from the moment the first client ends; the
 // fresh client's echo, counted from its connect. Measured with 10,000 connections on a
-// loaded 2-core machine (docs/cancellation.md, "Closing a socket"): every descriptor back in
-// 0.23-0.41 s and a fresh client answered in 0.08-0.17 s with the release server, at most
-// 0.30 s and 0.15 s with the debug one, 0.59 s and 0.18 s under ASan; with a close that
-// cancelled by descriptor it was 1.3-2.7 s and 1.1-2.2 s. The margins (about 2.5 times
-// the worst under ASan) are for a busy CI machine; the fresh client's bound is still half
-// of what the O(N^2) close made it wait.
+// 2-core machine shared with other builds (docs/cancellation.md, "Closing a socket"): every
+// descriptor back in 0.23-0.64 s and a fresh client answered in 0.08-0.25 s with the
+// release server, 0.34-0.59 s and 0.07-0.28 s under ASan; with the close that cancelled by
+// descriptor, 1.3-2.7 s and 1.1-2.2 s. About 2.5 times the worst seen, for a busy CI
+// machine; the fresh client's bound still fails the O(N^2) close.
 constexpr std::chrono::milliseconds all_closed_bound = 1500ms;
-constexpr std::chrono::milliseconds fresh_echo_bound = 500ms;
+constexpr std::chrono::milliseconds fresh_echo_bound = 750ms;
 
 enum class server_path { fast, simple };
 
