@@ -175,9 +175,25 @@ public:
     void cancel(detail::operation& op);
 
     /// Asks the kernel to cancel every request on `fd` (IORING_ASYNC_CANCEL_FD, 5.19; a
-    /// no-op on older kernels). Used by the awaitable closes, so that nothing stays armed
-    /// on a descriptor that is about to close.
+    /// no-op on older kernels). The kernel matches every request in flight against `fd`,
+    /// so this costs O(requests in flight): fine once (the echo server's drain ends its
+    /// accept with it), too dear once per connection, which is why a close uses
+    /// cancel_operations_on() instead.
     void cancel_fd(int fd);
+
+    /// How many operations whose SQE named `fd` are in flight without a cancel in the ring
+    /// yet: the SQEs cancel_operations_on(fd) is about to take (reserve_sqes).
+    std::size_t cancels_needed_on(int fd) const noexcept;
+
+    /// Cancels (as cancel() does, by user_data) every operation in flight whose SQE named
+    /// `fd`, found in a list kept per descriptor: it costs O(operations on `fd`) whatever
+    /// else is in flight, and takes no SQE when nothing is armed there. Used by the
+    /// awaitable closes, so that nothing stays armed on a descriptor that is about to close.
+    /// Operations on a fixed file (IOSQE_FIXED_FILE) are not listed by descriptor. The lists
+    /// go by number, not by file: an operation left armed on a descriptor closed outside the
+    /// ring (::close, a socket's destructor) stays filed under it, and is cancelled too by
+    /// a later close of a new socket that reuses the number.
+    void cancel_operations_on(int fd);
 
     /// Takes over an in-flight operation whose owner has gone (a multishot request whose
     /// stream was destroyed): cancels it now, or on the next turn if the ring cannot take
@@ -257,6 +273,9 @@ private:
     void cancel_adopted();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
+    detail::operation*& in_flight_list(int fd) noexcept;
+    template <typename Visit>
+    void for_each_in_flight(Visit visit);
     bool drain_on_destruction() noexcept;
     bool settle_synchronously() noexcept;
     void report_unhandled_exception(std::exception_ptr error) noexcept;
@@ -270,7 +289,12 @@ private:
     bool m_running = false;
     bool m_adoptions_pending = false; // an adopted operation still needs its cancel
     std::size_t m_in_flight = 0;
-    detail::operation* m_in_flight_head = nullptr;
+    // The operations in flight, filed by the descriptor their SQE names (detail::operation's
+    // m_fd): a close cancels what is armed on its descriptor without walking the others.
+    // Indexed by descriptor, grown on demand to the highest one used; what names none is
+    // in m_in_flight_without_fd.
+    std::vector<detail::operation*> m_in_flight_by_fd;
+    detail::operation* m_in_flight_without_fd = nullptr;
     std::deque<std::coroutine_handle<>> m_ready;
     std::vector<reaped> m_completions;                 // taken from the CQ, not dispatched
     detail::spawned_promise* m_spawned_head = nullptr; // detached tasks still alive

@@ -13,6 +13,28 @@
 
 namespace ucoro {
 
+namespace {
+
+// The descriptor whose in-flight list an SQE's operation joins, or -1 for none that a close
+// would have to cancel: no descriptor, an index into the registered files, the close
+// itself, or an opcode whose fd field holds something else (a domain, a buffer count).
+int descriptor_of(const io_uring_sqe& sqe) noexcept {
+    if (sqe.fd < 0 || (sqe.flags & IOSQE_FIXED_FILE) != 0) {
+        return -1;
+    }
+    switch (sqe.opcode) {
+    case IORING_OP_CLOSE:
+    case IORING_OP_SOCKET:
+    case IORING_OP_PROVIDE_BUFFERS:
+    case IORING_OP_REMOVE_BUFFERS:
+        return -1;
+    default:
+        return sqe.fd;
+    }
+}
+
+} // namespace
+
 // ---------------------------------------------------------------------------------------
 // Lifetime
 // ---------------------------------------------------------------------------------------
@@ -96,10 +118,16 @@ bool io_context::settle_synchronously() noexcept {
     reap();
     dispatch(/*resume=*/false);
     // Whatever is still listed had its final CQE lost; the kernel holds nothing now.
-    while (m_in_flight_head != nullptr) {
-        detail::operation& op = *m_in_flight_head;
-        unlink(op);
-        op.abandon();
+    const auto abandon_all = [this](detail::operation*& head) {
+        while (head != nullptr) {
+            detail::operation& op = *head;
+            unlink(op); // advances head
+            op.abandon();
+        }
+    };
+    abandon_all(m_in_flight_without_fd);
+    for (detail::operation*& head : m_in_flight_by_fd) {
+        abandon_all(head);
     }
     return true;
 }
@@ -355,6 +383,7 @@ void io_context::start(detail::operation& op, io_uring_sqe& sqe) noexcept {
     trace::sqe(m_trace, sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
     op.m_adopted = false;
+    op.m_fd = descriptor_of(sqe);
     link(op);
 }
 
@@ -378,6 +407,28 @@ void io_context::cancel_fd(int fd) {
     trace::sqe(m_trace, *sqe, nullptr);
 }
 
+std::size_t io_context::cancels_needed_on(int fd) const noexcept {
+    std::size_t count = 0;
+    if (fd >= 0 && static_cast<std::size_t>(fd) < m_in_flight_by_fd.size()) {
+        for (const detail::operation* op = m_in_flight_by_fd[static_cast<std::size_t>(fd)];
+             op != nullptr; op = op->m_next) {
+            count += op->m_cancel_requested ? 0 : 1;
+        }
+    }
+    return count;
+}
+
+void io_context::cancel_operations_on(int fd) {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= m_in_flight_by_fd.size()) {
+        return; // never used by an operation of this context
+    }
+    // cancel() may flush the SQ, which reaps but never dispatches: the list stays as it is.
+    for (detail::operation* op = m_in_flight_by_fd[static_cast<std::size_t>(fd)]; op != nullptr;
+         op = op->m_next) {
+        cancel(*op);
+    }
+}
+
 void io_context::adopt(detail::operation& op) noexcept {
     op.m_adopted = true;
     try {
@@ -389,13 +440,27 @@ void io_context::adopt(detail::operation& op) noexcept {
     }
 }
 
-void io_context::cancel_adopted() {
-    m_adoptions_pending = false;
-    for (detail::operation* op = m_in_flight_head; op != nullptr; op = op->m_next) {
-        if (op->m_adopted) {
-            cancel(*op);
+// `visit` must not unlink: what it may do (cancel, flush the SQ, reap) never dispatches.
+// O(in flight + highest descriptor used), for the rare walks (stop, the destructor).
+template <typename Visit>
+void io_context::for_each_in_flight(Visit visit) {
+    for (detail::operation* op = m_in_flight_without_fd; op != nullptr; op = op->m_next) {
+        visit(*op);
+    }
+    for (detail::operation* head : m_in_flight_by_fd) {
+        for (detail::operation* op = head; op != nullptr; op = op->m_next) {
+            visit(*op);
         }
     }
+}
+
+void io_context::cancel_adopted() {
+    m_adoptions_pending = false;
+    for_each_in_flight([this](detail::operation& op) {
+        if (op.m_adopted) {
+            cancel(op);
+        }
+    });
 }
 
 void io_context::reserve_sqes(unsigned count) {
@@ -405,18 +470,31 @@ void io_context::reserve_sqes(unsigned count) {
 }
 
 void io_context::cancel_all_in_flight() {
-    for (detail::operation* op = m_in_flight_head; op != nullptr; op = op->m_next) {
-        cancel(*op);
+    for_each_in_flight([this](detail::operation& op) { cancel(op); });
+}
+
+detail::operation*& io_context::in_flight_list(int fd) noexcept {
+    if (fd < 0) {
+        return m_in_flight_without_fd;
     }
+    const auto index = static_cast<std::size_t>(fd);
+    if (index >= m_in_flight_by_fd.size()) {
+        // The first operation on a number above the highest so far: the table grows
+        // (geometrically) to the highest descriptor the process uses, 8 bytes per number,
+        // and then no more. Out of memory here terminates (noexcept), as in reap().
+        m_in_flight_by_fd.resize(index + 1);
+    }
+    return m_in_flight_by_fd[index];
 }
 
 void io_context::link(detail::operation& op) noexcept {
+    detail::operation*& head = in_flight_list(op.m_fd);
     op.m_prev = nullptr;
-    op.m_next = m_in_flight_head;
-    if (m_in_flight_head != nullptr) {
-        m_in_flight_head->m_prev = &op;
+    op.m_next = head;
+    if (head != nullptr) {
+        head->m_prev = &op;
     }
-    m_in_flight_head = &op;
+    head = &op;
     ++m_in_flight;
 }
 
@@ -424,7 +502,7 @@ void io_context::unlink(detail::operation& op) noexcept {
     if (op.m_prev != nullptr) {
         op.m_prev->m_next = op.m_next;
     } else {
-        m_in_flight_head = op.m_next;
+        in_flight_list(op.m_fd) = op.m_next; // listed, so the table already has its slot
     }
     if (op.m_next != nullptr) {
         op.m_next->m_prev = op.m_prev;

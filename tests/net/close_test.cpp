@@ -8,16 +8,22 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <system_error>
 #include <utility>
 
 #include "support/counting.hpp"
 #include "support/loopback.hpp"
+#include "support/ring_support.hpp"
+#include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/poll.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/timeout.hpp"
 
 using ucoro::io_context;
 using ucoro::task;
@@ -190,6 +196,30 @@ task<void> recv_forever(ucoro::net::socket& connection, armed_recv& out) {
     out.resumed = true;
 }
 
+task<void> poll_forever(io_context& context, int fd, armed_recv& out) {
+    auto [error, events] = co_await ucoro::poll(context, fd, POLLIN);
+    out.error = error;
+    out.count = events;
+    out.resumed = true;
+}
+
+task<void> recv_with_deadline(ucoro::net::socket& connection, armed_recv& out) {
+    std::array<std::byte, 64> buffer{};
+    auto [error, n] = co_await ucoro::with_timeout(connection.recv(buffer), std::chrono::hours(1));
+    out.error = error;
+    out.count = n;
+    out.resumed = true;
+}
+
+task<void> stream_forever(ucoro::net::socket& connection, ucoro::buffer_ring& ring,
+                          armed_recv& out) {
+    auto stream = connection.recv_multishot(ring);
+    auto [error, buffer] = co_await stream.next();
+    out.error = error;
+    out.count = buffer.size();
+    out.resumed = true;
+}
+
 task<void> accept_forever(listener& server, armed_recv& out) {
     auto [error, connection] = co_await server.accept();
     out.error = error;
@@ -238,4 +268,110 @@ TEST_CASE("co_await listener.close() cancels an accept still armed on it") {
     context->spawn(accept_forever(server, waiting)); // nobody connects
     check_close_cancels(*context, waiting, server.native_handle(), [&] { return server.close(); });
     CHECK(server.native_handle() == -1);
+}
+
+TEST_CASE("co_await close() cancels every operation armed on the socket, here a recv and a poll") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+    armed_recv receiving;
+    armed_recv polling;
+    context->spawn(recv_forever(pair.server, receiving));
+    context->spawn(poll_forever(*context, pair.server.native_handle(), polling));
+    check_close_cancels(*context, receiving, pair.server.native_handle(),
+                        [&] { return pair.server.close(); });
+    CHECK(polling.resumed);
+    CHECK(polling.error == std::errc::operation_canceled);
+}
+
+TEST_CASE("co_await close() cancels a recv awaited with a deadline: operation_canceled, not "
+          "timed_out") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+    armed_recv waiting;
+    // The request in the ring is the deadline's stand-in, not the recv awaitable itself.
+    context->spawn(recv_with_deadline(pair.server, waiting));
+    check_close_cancels(*context, waiting, pair.server.native_handle(),
+                        [&] { return pair.server.close(); });
+}
+
+TEST_CASE("co_await close() cancels a multishot receive stream armed on the socket") {
+    auto context = ucoro_test::make_ring_context();
+    if (!context || !ucoro_test::multishot_recv_or_skip(*context)) {
+        return;
+    }
+    ucoro::buffer_ring ring(*context, {.count = 4, .buffer_size = 256});
+    listener server(*context, address::ipv4_loopback(0));
+    auto pair = context->block_on(ucoro_test::connect_pair(*context, server));
+    armed_recv waiting;
+    context->spawn(stream_forever(pair.server, ring, waiting)); // the client never sends
+    check_close_cancels(*context, waiting, pair.server.native_handle(),
+                        [&] { return pair.server.close(); });
+}
+
+TEST_CASE("closing one socket leaves what is armed on another socket armed") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    auto closing = context->block_on(ucoro_test::connect_pair(*context, server));
+    auto staying = context->block_on(ucoro_test::connect_pair(*context, server));
+    armed_recv cancelled;
+    armed_recv kept;
+    context->spawn(recv_forever(closing.server, cancelled));
+    context->spawn(recv_forever(staying.server, kept));
+    const std::error_code close_error = context->block_on([&]() -> task<std::error_code> {
+        co_await ucoro_test::next_turn_of(*context); // both recvs are armed now
+        co_return co_await closing.server.close();
+    }());
+    CHECK_FALSE(close_error);
+    CHECK_FALSE(kept.resumed);
+
+    // The other recv is still in the ring and gets the byte sent to it.
+    const std::array<std::byte, 1> byte{std::byte{42}};
+    context->block_on([&]() -> task<void> {
+        auto [error, sent] = co_await staying.client.send_all(byte);
+        CHECK_FALSE(error);
+        CHECK(sent == 1);
+    }());
+    context->run(); // returns once both recvs have completed
+    CHECK(cancelled.resumed);
+    CHECK(cancelled.error == std::errc::operation_canceled);
+    CHECK(kept.resumed);
+    CHECK_FALSE(kept.error);
+    CHECK(kept.count == 1);
+}
+
+TEST_CASE("a close with nothing armed on its socket submits the close alone, whatever is armed "
+          "elsewhere") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    listener server(*context, address::ipv4_loopback(0));
+    auto idle = context->block_on(ucoro_test::connect_pair(*context, server));
+    auto busy = context->block_on(ucoro_test::connect_pair(*context, server));
+    armed_recv elsewhere;
+    context->spawn(recv_forever(busy.server, elsewhere));
+    const std::uint64_t submitted = context->block_on([&]() -> task<std::uint64_t> {
+        co_await ucoro_test::next_turn_of(*context); // the other recv is in the kernel now
+        const std::uint64_t before = context->stats().submissions;
+        const std::error_code error = co_await idle.server.close();
+        CHECK_FALSE(error);
+        co_return context->stats().submissions - before;
+    }());
+    // One SQE: the close. No cancel, by descriptor or otherwise, went into the ring.
+    CHECK(submitted == 1);
+    CHECK_FALSE(elsewhere.resumed);
+    context->stop();
+    context->run();
+    CHECK(elsewhere.error == std::errc::operation_canceled);
 }

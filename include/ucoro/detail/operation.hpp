@@ -75,8 +75,9 @@ private:
     void leave_registered_scope() noexcept;
 
     io_context* m_context;
-    // Intrusive links in io_context's list of in-flight operations: no allocation per
-    // request, O(1) removal, and shutdown can walk everything the kernel still owns.
+    // Intrusive links in io_context's lists of in-flight operations, one list per
+    // descriptor: no allocation per request, O(1) removal, a close finds what is armed on
+    // its descriptor alone, and shutdown can walk everything the kernel still owns.
     operation* m_prev = nullptr;
     operation* m_next = nullptr;
     // True only once a cancel SQE for this submission is really in the ring.
@@ -84,6 +85,9 @@ private:
     // Owned by the context now (io_context::adopt): must be cancelled, even if the ring
     // could not take the cancel when it was adopted.
     bool m_adopted = false;
+    // Which of those lists holds it: the descriptor its SQE named, or -1 (none, a fixed
+    // file, a close). Here, after the two bools, it fills padding: no byte is added.
+    int m_fd = -1;
     // The other half of cancellation_scope::m_current: the link is kept from both ends.
     cancellation_scope* m_registered_scope = nullptr;
 };

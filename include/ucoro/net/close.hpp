@@ -8,8 +8,10 @@
 namespace ucoro::net {
 
 /// Closes a descriptor through the ring, after asking the kernel to cancel every request
-/// still armed on it (a recv another coroutine waits in, a multishot accept), which then
-/// completes with operation_canceled instead of holding the file open.
+/// of this context still armed on it (a recv another coroutine waits in, a multishot
+/// accept), which then completes with operation_canceled instead of holding the file open.
+/// Each is cancelled by its user_data (io_context::cancel_operations_on): a close costs
+/// the same however many other requests are in flight.
 ///
 /// The operation owns the descriptor from the moment it is made: if it is never awaited,
 /// or the close is cancelled before it ran, it closes the descriptor itself. Closing an fd

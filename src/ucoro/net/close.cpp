@@ -19,10 +19,15 @@ close_operation::~close_operation() {
 void close_operation::await_suspend(std::coroutine_handle<> waiter) {
     // In the same batch, before the close: cancel what is armed on the descriptor, or a
     // pending recv would keep the file open (and its coroutine waiting) after the close.
-    // Both SQEs or neither: a cancel left behind by a failed submit would hit whatever
-    // socket reuses the number after the destructor closes it.
-    context().reserve_sqes(2);
-    context().cancel_fd(m_fd);
+    // Each operation by its user_data, found in the context's list for this descriptor: a
+    // cancel by descriptor (cancel_fd) makes the kernel walk every request in flight, so a
+    // storm of N closes cost O(N^2). Usually nothing is armed (the receive saw end of
+    // stream) and no cancel is queued at all.
+    // Room for all of them first, so that no flush (which can fail) comes between: the
+    // close enters the SQ with its cancels, or nothing does and the caller sees the error.
+    io_context& context = this->context();
+    context.reserve_sqes(static_cast<unsigned>(context.cancels_needed_on(m_fd)) + 1);
+    context.cancel_operations_on(m_fd);
     io_awaitable::await_suspend(waiter);
 }
 
