@@ -310,7 +310,7 @@ std::string features_line(std::vector<std::string> options) {
     return found;
 }
 
-TEST_CASE("echo server -v names the batch wait; --batch-wait 0 and --disable batch-wait turn "
+TEST_CASE("echo server -v names the batch wait, and --batch-wait 0 and --disable batch-wait turn "
           "it off",
           "[echo_server][cli]") {
     ucoro::io_context_options probe;
