@@ -1,15 +1,16 @@
 // Which operations with_timeout takes, checked at compile time: every single-shot operation
 // built on io_awaitable (send_all and send_all_gather too, whose later rounds carry the
 // deadline), and not close (a cancelled close leaves its descriptor neither ours nor
-// closed), nor what is not an operation in the ring (a task, a stream's next()). The test
-// case below only makes ctest list this file; the checks are the static_asserts, which
-// fail the build.
+// closed), nor what is not an operation in the ring (a task, a stream's next(), an event
+// wait). The test case below only makes ctest list this file; the checks are the
+// static_asserts, which fail the build.
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <type_traits>
 #include <utility>
 
+#include "ucoro/async_event.hpp"
 #include "ucoro/net/accept.hpp"
 #include "ucoro/net/accept_stream.hpp"
 #include "ucoro/net/close.hpp"
@@ -69,6 +70,7 @@ static_assert(refused<task<void>>);
 static_assert(refused<task<int>>);
 static_assert(refused<recv_stream::next_awaiter>);
 static_assert(refused<accept_stream::next_awaiter>);
+static_assert(refused<async_event::wait_operation>);
 static_assert(refused<int>);
 
 // The timed operation is awaited as a temporary only: an lvalue of it has no co_await,
