@@ -244,12 +244,13 @@ task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool
 } // namespace
 
 void server_controls::wake_accept_loop() noexcept {
-    if (accept_pause != nullptr) {
-        try {
-            context->cancel(*accept_pause);
-        } catch (...) {
-            // No SQE for the cancel: the pause ends by itself, a little later.
-        }
+    if (accept_wake == nullptr) {
+        return;
+    }
+    try {
+        accept_wake->set(); // the loop resumes on the next turn, in its own frame
+    } catch (...) {
+        // Out of memory for io_context::post: the pause ends by itself, a little later.
     }
 }
 
@@ -333,26 +334,20 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
 
 namespace {
 
-// Waits until a connection closes (server_controls::connection_closed cancels the sleep)
-// or `longest` passes, whichever is first. Without controls, just sleeps.
+task<std::error_code> wait_for(async_event& event) {
+    co_return co_await event.wait();
+}
+
+// Waits until the accept loop is woken (server_controls::wake_accept_loop: a connection
+// closed, or a drain began) or `longest` passes, whichever is first; the other wait is
+// cancelled. Without the event, just sleeps.
 task<void> pause_accepting(io_context& context, server_controls* controls,
                            std::chrono::milliseconds longest) {
-    sleep_operation pause = sleep_for(context, longest);
-    // Cleared however the await ends: if submitting the sleep throws (a full SQ and a failed
-    // io_uring_enter), the frame goes away with `pause`, and a pointer left behind would
-    // have the next closing connection cancel freed memory.
-    struct published {
-        server_controls* controls;
-        ~published() {
-            if (controls != nullptr) {
-                controls->accept_pause = nullptr;
-            }
-        }
-    } const publish{controls};
-    if (controls != nullptr) {
-        controls->accept_pause = &pause;
+    if (controls == nullptr || controls->accept_wake == nullptr) {
+        (void)co_await sleep_for(context, longest);
+        co_return;
     }
-    (void)co_await pause;
+    (void)co_await when_any(wait_for(*controls->accept_wake), sleep_task(context, longest));
 }
 
 task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
@@ -368,6 +363,11 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
     bool backing_off = false;
     bool at_limit = false;
     while (!context.stop_requested() && (controls == nullptr || !controls->draining)) {
+        if (controls != nullptr && controls->accept_wake != nullptr) {
+            // Lowered before we look (at the limit, at an accept's error), so that a
+            // connection closing from here on, even before a pause begins, ends that pause.
+            controls->accept_wake->reset();
+        }
         if (limit != 0 && controls->live >= limit) {
             if (!at_limit && !quiet) {
                 fmt::print("{} connections: not accepting until one closes\n", limit);
@@ -639,7 +639,11 @@ int echo_server_main(int argc, char** argv) {
         }
 
         deadlines.emplace(*context, idle_timeout, send_timeout);
+        // In this block, so that it goes before the context it posts to, even when run()
+        // throws with the accept loop still waiting on it.
+        async_event accept_wake(*context);
         controls.context = &*context;
+        controls.accept_wake = &accept_wake;
         controls.deadlines = &*deadlines;
         controls.max_connections = max_connections;
         controls.gather_send = gather_send;
