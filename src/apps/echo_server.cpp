@@ -123,6 +123,18 @@ task<std::error_code> sleep_task(io_context& context, std::chrono::milliseconds 
     co_return co_await sleep_for(context, duration);
 }
 
+// Every stop that may leave connections open goes through here. shutdown(2) first: it ends
+// every send stuck on a peer that never reads, which stop() alone cannot (once the kernel
+// has handed the send to an io-wq worker, its cancel says ENOENT; docs/cancellation.md), so
+// the loop would wait for that send forever. stop() then cancels the rest. Without
+// controls there is no list of connections to shut down.
+void stop_serving(io_context& context, server_controls* controls) noexcept {
+    if (controls != nullptr && controls->deadlines != nullptr) {
+        controls->deadlines->shut_down_all();
+    }
+    context.stop();
+}
+
 // The first signal drains: accept no more, half-close every connection's receive side so
 // each echoes what it already received, sees end of stream and closes. The last one to
 // close stops the loop (server_controls::connection_closed). What is still open after the
@@ -131,7 +143,7 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
                          server_controls& controls, std::chrono::milliseconds drain_timeout) {
     auto [error, signal_number] = co_await signals.wait();
     if (error) {
-        context.stop();
+        stop_serving(context, &controls);
         co_return;
     }
     const std::size_t live = controls.live;
@@ -146,13 +158,13 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
         // the signals blocked with nobody reading them, so no signal could stop us. Stop now.
         fmt::print(stderr, "ucoro-echo-server: cannot start the drain ({}); stopping now\n",
                    e.what());
-        context.stop();
+        stop_serving(context, &controls);
         co_return;
     }
     controls.wake_accept_loop();
     controls.deadlines->shut_down_receives();
     if (live == 0) {
-        context.stop();
+        context.stop(); // no connection, so no send that only a shutdown could end
         co_return;
     }
     auto outcome = co_await when_any(sleep_task(context, drain_timeout), signals.wait());
@@ -165,11 +177,8 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
         fmt::print("drain timeout: closing the {} remaining connection{}\n", controls.live,
                    controls.live == 1 ? "" : "s");
     }
-    // shutdown(2) ends every send stuck on a peer that never reads (the kernel cannot
-    // cancel one that went to its worker thread); stop() cancels the rest. Each connection
-    // then unwinds and closes its socket.
-    controls.deadlines->shut_down_all();
-    context.stop();
+    // Each connection then unwinds and closes its socket.
+    stop_serving(context, &controls);
 }
 
 // The deadlines' bookkeeping around each echo (connection_deadlines.hpp): one store each.
@@ -431,7 +440,7 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         fmt::print(stderr, "ucoro-echo-server: accept on {} failed: {}\n", listener.local_address(),
                    error.message());
         stats.failed = true;
-        context.stop();
+        stop_serving(context, controls);
         break;
     }
 }
@@ -448,7 +457,7 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
         // 0: a failure of the loop itself (the ring broke, out of memory) ends the server.
         fmt::print(stderr, "ucoro-echo-server: the accept loop failed: {}; stopping\n", e.what());
         stats.failed = true;
-        context.stop();
+        stop_serving(context, controls);
     }
 }
 
