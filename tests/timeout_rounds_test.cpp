@@ -116,9 +116,11 @@ void in_time_through_many_rounds(send_kind kind) {
     send_outcome outcome;
     read_result received;
     context->spawn(writer(connection.sender, payload, kind, 1h, outcome));
-    context->spawn([&]() -> task<void> {
+    // Named lambdas: a spawned coroutine refers to its closure, which must outlive run().
+    auto reader = [&]() -> task<void> {
         received = co_await ucoro_test::read_until_end(connection.receiver, 512, total + 1);
-    }());
+    };
+    context->spawn(reader());
     // An hour: a timer left armed by any round would keep run() waiting, and the test would
     // hit ctest's limit instead of passing.
     context->run();
@@ -156,9 +158,10 @@ void deadline_holds_across_rounds(send_kind kind) {
     send_outcome outcome;
     read_result received;
     context->spawn(writer(connection.sender, payload, kind, deadline, outcome));
-    context->spawn([&]() -> task<void> {
+    auto reader = [&]() -> task<void> {
         received = co_await slow_reader(*context, connection.receiver, outcome, total + 1);
-    }());
+    };
+    context->spawn(reader());
     context->run();
     ucoro::detail::set_fault_injector(*context, nullptr);
     const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(outcome.took);
@@ -205,9 +208,10 @@ TEST_CASE("with_timeout(send_all) whose deadline passed during a short send star
     send_outcome outcome;
     read_result received;
     context->spawn(writer(connection.sender, payload, send_kind::send_all, 0ns, outcome));
-    context->spawn([&]() -> task<void> {
+    auto reader = [&]() -> task<void> {
         received = co_await ucoro_test::read_until_end(connection.receiver, 512, total + 1);
-    }());
+    };
+    context->spawn(reader());
     context->run();
     ucoro::detail::set_fault_injector(*context, nullptr);
     CHECK(outcome.error == std::errc::timed_out);
@@ -241,20 +245,23 @@ void interrupted_between_rounds(send_kind kind, bool by_stop) {
     };
     ucoro::detail::set_fault_injector(*context, &rounds);
     // Not a writer() that closes: a cancelled task's close is not what this checks. The
-    // reader is stopped by the close below, once the sender is done.
-    sending = context->spawn([&]() -> task<void> {
+    // reader is ended by the half-close below, once the sender is done.
+    auto send_timed = [&]() -> task<void> {
         auto [error, sent] = co_await timed_send(connection.sender, payload, kind, 1h);
         outcome.error = error;
         outcome.sent = sent;
         outcome.done = true;
-    }());
-    context->spawn([&]() -> task<void> {
+    };
+    sending = context->spawn(send_timed());
+    auto half_close_when_done = [&]() -> task<void> {
         co_await sending.join();
         (void)::shutdown(connection.sender.native_handle(), SHUT_WR);
-    }());
-    context->spawn([&]() -> task<void> {
+    };
+    context->spawn(half_close_when_done());
+    auto reader = [&]() -> task<void> {
         received = co_await ucoro_test::read_until_end(connection.receiver, 512, total + 1);
-    }());
+    };
+    context->spawn(reader());
     context->run();
     ucoro::detail::set_fault_injector(*context, nullptr);
     INFO(rounds.rounds << " rounds, " << outcome.sent << " bytes sent");

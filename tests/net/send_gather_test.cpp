@@ -193,13 +193,16 @@ TEST_CASE("send_all_gather whose task is cancelled between two rounds ends with 
     rounds.at_round_end = [&] { sending.cancel(); };
     ucoro::detail::set_fault_injector(*context, &rounds);
     sending = context->spawn(gather_all(connection.sender, payload, outcome));
-    context->spawn([&]() -> task<void> {
+    // Named lambdas: a spawned coroutine refers to its closure, which must outlive run().
+    auto half_close_when_done = [&]() -> task<void> {
         co_await sending.join();
         (void)::shutdown(connection.sender.native_handle(), SHUT_WR);
-    }());
-    context->spawn([&]() -> task<void> {
+    };
+    context->spawn(half_close_when_done());
+    auto reader = [&]() -> task<void> {
         received = co_await ucoro_test::read_until_end(connection.receiver, 512, total + 1);
-    }());
+    };
+    context->spawn(reader());
     context->run();
     ucoro::detail::set_fault_injector(*context, nullptr);
     INFO(rounds.rounds << " rounds, " << outcome.sent << " bytes sent");
@@ -229,7 +232,7 @@ TEST_CASE("send_all_gather whose task is cancelled while a later round waits for
     ucoro::detail::set_fault_injector(*context, &rounds);
     auto sending = context->spawn(gather_all(connection.sender, payload, outcome));
     bool second_round_seen = false;
-    context->spawn([&]() -> task<void> {
+    auto cancel_in_second_round = [&]() -> task<void> {
         // Bounded: the second round is submitted as the first one's CQE is dispatched.
         for (int turn = 0; turn < 100'000 && rounds.rounds < 2; ++turn) {
             co_await ucoro_test::next_turn{*context};
@@ -237,7 +240,8 @@ TEST_CASE("send_all_gather whose task is cancelled while a later round waits for
         second_round_seen = rounds.rounds >= 2;
         co_await ucoro_test::next_turn{*context}; // that round is in the kernel now
         sending.cancel();
-    }());
+    };
+    context->spawn(cancel_in_second_round());
     const auto start = std::chrono::steady_clock::now();
     context->run();
     const auto took = std::chrono::steady_clock::now() - start;
