@@ -37,12 +37,13 @@ async_event::wait_operation::~wait_operation() {
 
 bool async_event::wait_operation::suspend(std::coroutine_handle<> waiter,
                                           detail::cancellation_scope* scope) {
+    m_error = {}; // an awaiter kept in a variable may be awaited again
     if (scope != nullptr && scope->requested()) {
         m_error = std::make_error_code(std::errc::operation_canceled);
         return false;
     }
     if (m_event->m_set) {
-        return false; // m_error is empty: set
+        return false; // set: success
     }
     m_waiter = waiter;
     m_state = state::listed;
