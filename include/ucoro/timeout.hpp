@@ -5,6 +5,7 @@
 #include <linux/time_types.h>
 
 #include <chrono>
+#include <concepts>
 #include <coroutine>
 #include <cstdint>
 #include <type_traits>
@@ -12,22 +13,32 @@
 #include "ucoro/detail/cancellation_scope.hpp"
 #include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/detail/operation.hpp"
+#include "ucoro/io_context.hpp"
 #include "ucoro/task.hpp"
 
 namespace ucoro {
 
-namespace net {
-class close_operation;
-class send_all_operation;
-} // namespace net
+/// What with_timeout accepts: an operation whose every round is one SQE that a linked
+/// timeout can cut short and a cancellation scope can reach, and for which being cut short
+/// is a clean outcome. Each operation says so itself (`supports_timeout`, true by default
+/// in io_awaitable); close says false, since a cancelled close leaves its descriptor
+/// neither ours nor closed. Multishot streams, tasks and event waits are not operations of
+/// this kind (time them with when_any and a sleep).
+template <typename Operation>
+concept timeout_linkable =
+    std::derived_from<Operation, detail::io_awaitable> && Operation::supports_timeout;
 
 namespace detail {
 
-/// The part of a timed await that does not depend on the operation's type: two operations
-/// in the ring, linked (the wrapped operation's SQE, then its LINK_TIMEOUT), each completing
-/// exactly once, and the caller resumed only once both have: the timer lives in this awaiter,
-/// so the frame must not be freed while its CQE is still to come.
-class timed_await {
+/// The part of a timed await that does not depend on the operation's type: each round is
+/// two operations in the ring, linked (the wrapped operation's SQE, then its LINK_TIMEOUT),
+/// each completing exactly once. The deadline is absolute (CLOCK_MONOTONIC, the clock of
+/// io_context::now()), fixed once when the await starts, so a round submitted after a short
+/// send carries the same deadline, not a fresh timeout. The stand-in for the operation stays
+/// registered with the task's scope from the first round to the last. The caller is resumed
+/// once, after the last round's two CQEs: the timer lives in this awaiter, so the frame must
+/// not be freed while its CQE is still to come.
+class timed_await : private io_awaitable::wrapper {
 public:
     timed_await(const timed_await&) = delete;
     timed_await& operator=(const timed_await&) = delete;
@@ -47,6 +58,8 @@ private:
         void prepare(io_uring_sqe& sqe) noexcept override;
         void complete(int result, std::uint32_t flags) noexcept override;
         void discard(int result, std::uint32_t flags) noexcept override;
+        std::coroutine_handle<> waiter() const noexcept override;
+        bool cancelled_since_submit() const noexcept { return cancel_requested(); }
 
     private:
         timed_await& m_owner;
@@ -62,17 +75,21 @@ private:
         timed_await& m_owner;
     };
 
+    bool next_round(std::error_code& error) noexcept override;
+    void submit_round();
     void arrived() noexcept;
 
     io_awaitable& m_target;
     primary m_primary{*this};
     link_timer m_timer{*this};
-    __kernel_timespec m_timeout{}; // read by the kernel when the SQE is submitted
+    std::chrono::nanoseconds m_timeout;
+    io_context::clock::time_point m_deadline{};
+    __kernel_timespec m_deadline_spec{}; // read by the kernel when each timer SQE is submitted
     cancellation_scope* m_scope = nullptr;
     int m_result = 0;
     std::uint32_t m_flags = 0;
     int m_timer_result = 0;
-    int m_pending = 0; // CQEs still to come
+    int m_pending = 0; // CQEs of this round still to come
 };
 
 } // namespace detail
@@ -88,23 +105,20 @@ private:
 ///   bytes reports them; nothing is dropped because the deadline also passed.
 /// - The timer cancelled it first: timed_out, and the operation moved nothing (a cancelled
 ///   recv took no byte; the next recv gets them all).
-/// - The task was cancelled (when_any, cancellation_scope): operation_canceled.
+/// - The task was cancelled (when_any, task_handle::cancel, stop()): operation_canceled.
 /// The caller is resumed once, after both CQEs have arrived.
+///
+/// An operation that takes several rounds (send_all, send_all_gather after a short send)
+/// is bounded as a whole: every round goes in linked to a timer for the same absolute
+/// deadline, inside the same cancellation scope. A deadline that passes between rounds
+/// ends it with timed_out and a cancel with operation_canceled, instead of another round;
+/// either way the value says how many bytes went before.
 ///
 /// Use it inside the co_await expression, `co_await with_timeout(sock.recv(buffer), 5s)`:
 /// the operation is a temporary there, alive until the await ends; so only an rvalue of
-/// the result can be awaited. send_all is refused: it resubmits after a short send, and the
-/// later rounds would run without the timer (await send in a loop instead); so is close,
-/// which owns its descriptor and must run to its end.
-template <typename Operation>
+/// the result can be awaited. Only a timeout_linkable operation is accepted (not close).
+template <timeout_linkable Operation>
 class [[nodiscard]] timed_operation {
-    static_assert(std::is_base_of_v<detail::io_awaitable, Operation>,
-                  "with_timeout takes a single-shot ucoro operation (recv, send, accept...)");
-    static_assert(!std::is_same_v<Operation, net::send_all_operation>,
-                  "send_all resubmits after a short send; time each send instead");
-    static_assert(!std::is_same_v<Operation, net::close_operation>,
-                  "a cancelled close would leave its fd neither ours nor closed");
-
 public:
     timed_operation(Operation& operation, std::chrono::nanoseconds timeout) noexcept
         : m_operation(operation), m_timeout(timeout) {}
@@ -134,8 +148,18 @@ private:
     std::chrono::nanoseconds m_timeout;
 };
 
-template <typename Operation>
-timed_operation<std::remove_reference_t<Operation>>
+namespace detail {
+
+/// with_timeout's argument: a timeout_linkable operation, whatever reference it comes as.
+template <typename Argument>
+concept timeout_linkable_argument = timeout_linkable<std::remove_cvref_t<Argument>>;
+
+} // namespace detail
+
+/// See timed_operation. Not callable (the constraint fails) for an operation that is not
+/// timeout_linkable.
+template <detail::timeout_linkable_argument Operation>
+timed_operation<std::remove_cvref_t<Operation>>
 with_timeout(Operation&& operation, std::chrono::nanoseconds timeout) noexcept {
     return {operation, timeout};
 }

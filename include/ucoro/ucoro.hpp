@@ -1,6 +1,7 @@
 // Everything ucoro offers, in one include.
 #pragma once
 
+#include "ucoro/async_event.hpp"
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"

@@ -133,6 +133,18 @@ task<std::error_code> sleep_task(io_context& context, std::chrono::milliseconds 
     co_return co_await sleep_for(context, duration);
 }
 
+// Every stop that may leave connections open goes through here. shutdown(2) first: it ends
+// every send stuck on a peer that never reads, which stop() alone cannot (once the kernel
+// has handed the send to an io-wq worker, its cancel says ENOENT; docs/cancellation.md), so
+// the loop would wait for that send forever. stop() then cancels the rest. Without
+// controls there is no list of connections to shut down.
+void stop_serving(io_context& context, server_controls* controls) noexcept {
+    if (controls != nullptr && controls->deadlines != nullptr) {
+        controls->deadlines->shut_down_all();
+    }
+    context.stop();
+}
+
 // The first signal drains: accept no more, half-close every connection's receive side so
 // each echoes what it already received, sees end of stream and closes. The last one to
 // close stops the loop (server_controls::connection_closed). What is still open after the
@@ -141,7 +153,7 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
                          server_controls& controls, std::chrono::milliseconds drain_timeout) {
     auto [error, signal_number] = co_await signals.wait();
     if (error) {
-        context.stop();
+        stop_serving(context, &controls);
         co_return;
     }
     const std::size_t live = controls.live;
@@ -156,13 +168,13 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
         // the signals blocked with nobody reading them, so no signal could stop us. Stop now.
         fmt::print(stderr, "ucoro-echo-server: cannot start the drain ({}); stopping now\n",
                    e.what());
-        context.stop();
+        stop_serving(context, &controls);
         co_return;
     }
     controls.wake_accept_loop();
     controls.deadlines->shut_down_receives();
     if (live == 0) {
-        context.stop();
+        context.stop(); // no connection, so no send that only a shutdown could end
         co_return;
     }
     auto outcome = co_await when_any(sleep_task(context, drain_timeout), signals.wait());
@@ -175,11 +187,8 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
         fmt::print("drain timeout: closing the {} remaining connection{}\n", controls.live,
                    controls.live == 1 ? "" : "s");
     }
-    // shutdown(2) ends every send stuck on a peer that never reads (the kernel cannot
-    // cancel one that went to its worker thread); stop() cancels the rest. Each connection
-    // then unwinds and closes its socket.
-    controls.deadlines->shut_down_all();
-    context.stop();
+    // Each connection then unwinds and closes its socket.
+    stop_serving(context, &controls);
 }
 
 // The deadlines' bookkeeping around each echo (connection_deadlines.hpp): one store each.
@@ -254,12 +263,13 @@ task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool
 } // namespace
 
 void server_controls::wake_accept_loop() noexcept {
-    if (accept_pause != nullptr) {
-        try {
-            context->cancel(*accept_pause);
-        } catch (...) {
-            // No SQE for the cancel: the pause ends by itself, a little later.
-        }
+    if (accept_wake == nullptr) {
+        return;
+    }
+    try {
+        accept_wake->set(); // the loop resumes on the next turn, in its own frame
+    } catch (...) {
+        // Out of memory for io_context::post: the pause ends by itself, a little later.
     }
 }
 
@@ -343,26 +353,20 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
 
 namespace {
 
-// Waits until a connection closes (server_controls::connection_closed cancels the sleep)
-// or `longest` passes, whichever is first. Without controls, just sleeps.
+task<std::error_code> wait_for(async_event& event) {
+    co_return co_await event.wait();
+}
+
+// Waits until the accept loop is woken (server_controls::wake_accept_loop: a connection
+// closed, or a drain began) or `longest` passes, whichever is first; the other wait is
+// cancelled. Without the event, just sleeps.
 task<void> pause_accepting(io_context& context, server_controls* controls,
                            std::chrono::milliseconds longest) {
-    sleep_operation pause = sleep_for(context, longest);
-    // Cleared however the await ends: if submitting the sleep throws (a full SQ and a failed
-    // io_uring_enter), the frame goes away with `pause`, and a pointer left behind would
-    // have the next closing connection cancel freed memory.
-    struct published {
-        server_controls* controls;
-        ~published() {
-            if (controls != nullptr) {
-                controls->accept_pause = nullptr;
-            }
-        }
-    } const publish{controls};
-    if (controls != nullptr) {
-        controls->accept_pause = &pause;
+    if (controls == nullptr || controls->accept_wake == nullptr) {
+        (void)co_await sleep_for(context, longest);
+        co_return;
     }
-    (void)co_await pause;
+    (void)co_await when_any(wait_for(*controls->accept_wake), sleep_task(context, longest));
 }
 
 task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
@@ -378,6 +382,11 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
     bool backing_off = false;
     bool at_limit = false;
     while (!context.stop_requested() && (controls == nullptr || !controls->draining)) {
+        if (controls != nullptr && controls->accept_wake != nullptr) {
+            // Lowered before we look (at the limit, at an accept's error), so that a
+            // connection closing from here on, even before a pause begins, ends that pause.
+            controls->accept_wake->reset();
+        }
         if (limit != 0 && controls->live >= limit) {
             if (!at_limit && !quiet) {
                 fmt::print("{} connections: not accepting until one closes\n", limit);
@@ -441,7 +450,7 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         fmt::print(stderr, "ucoro-echo-server: accept on {} failed: {}\n", listener.local_address(),
                    error.message());
         stats.failed = true;
-        context.stop();
+        stop_serving(context, controls);
         break;
     }
 }
@@ -458,7 +467,7 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
         // 0: a failure of the loop itself (the ring broke, out of memory) ends the server.
         fmt::print(stderr, "ucoro-echo-server: the accept loop failed: {}; stopping\n", e.what());
         stats.failed = true;
-        context.stop();
+        stop_serving(context, controls);
     }
 }
 
@@ -661,7 +670,11 @@ int echo_server_main(int argc, char** argv) {
         }
 
         deadlines.emplace(*context, idle_timeout, send_timeout);
+        // In this block, so that it goes before the context it posts to, even when run()
+        // throws with the accept loop still waiting on it.
+        async_event accept_wake(*context);
         controls.context = &*context;
+        controls.accept_wake = &accept_wake;
         controls.deadlines = &*deadlines;
         controls.max_connections = max_connections;
         controls.gather_send = gather_send;

@@ -3,11 +3,11 @@
 
 #include <cstdio>
 
+#include "ucoro/async_event.hpp"
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
-#include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
 
 #include "connection_deadlines.hpp"
@@ -28,7 +28,10 @@ struct server_controls {
     std::size_t max_connections = 0;           // 0: no limit
     std::size_t live = 0;  // accepted and not yet closed (counted at accept, before they run)
     bool draining = false; // SIGINT seen: accept no more
-    sleep_operation* accept_pause = nullptr; // the accept loop waiting for a free slot
+    /// Set when a paused accept loop should look again (a connection closed and freed a
+    /// slot or a descriptor, or a drain began); the loop resets it before it looks. Owned
+    /// by echo_server_main, beside the context; without one a pause runs its whole length.
+    async_event* accept_wake = nullptr;
     bool gather_send = true; // echo the buffers waiting in a stream with one sendmsg
     unsigned max_batch = 16; // the loop's batch_wait_events with this many connections or more
 
@@ -39,7 +42,8 @@ struct server_controls {
     /// A connection has closed its descriptor: a paused accept loop (at the limit, or out
     /// of descriptors) tries again now, and the last connection of a drain stops the loop.
     void connection_closed() noexcept;
-    /// Cuts short the accept loop's pause, if it is in one.
+    /// Cuts short the accept loop's pause, if it is in one (sets accept_wake; the loop's
+    /// own wait sees it, nothing here touches the loop's frame).
     void wake_accept_loop() noexcept;
 };
 

@@ -76,11 +76,28 @@ io_context::~io_context() {
 
 bool io_context::drain_on_destruction() noexcept {
     // Cancel everything and wait for every final CQE, without resuming anybody: the
-    // coroutines are about to be destroyed, not continued.
+    // coroutines are about to be destroyed, not continued. For a bounded time: a request
+    // the kernel cannot cancel (a send that an io-wq worker is blocked in, to a peer that
+    // never reads) may never complete, and a destructor must return. What is left after
+    // the bound goes to settle_synchronously(), and what that cannot settle is leaked.
+    constexpr auto drain_limit = std::chrono::seconds(2);
+    const clock::time_point give_up = now() + drain_limit; // CLOCK_MONOTONIC
     try {
         while (m_in_flight > 0 && !m_failure) {
-            cancel_all_in_flight();
-            submit_pending(1);
+            const auto left =
+                std::chrono::duration_cast<std::chrono::nanoseconds>(give_up - now()).count();
+            if (left <= 0) {
+                break;
+            }
+            cancel_all_in_flight(); // only what has no cancel in the ring yet
+            submit_pending(0);      // hands the cancels over; takes what has completed
+            if (io_uring_cq_ready(&m_ring) == 0) {
+                // Waits for one completion, but not past the bound. -ETIME and -EINTR only
+                // mean: look again.
+                __kernel_timespec wait{left / 1'000'000'000, left % 1'000'000'000};
+                io_uring_cqe* cqe = nullptr;
+                (void)io_uring_wait_cqe_timeout(&m_ring, &cqe, &wait);
+            }
             reap();
             dispatch(/*resume=*/false);
         }

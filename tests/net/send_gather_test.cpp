@@ -1,11 +1,13 @@
 // socket::send_all_gather over loopback: every byte of uneven pieces to a slow reader (so
-// the gather send really is resubmitted part-way through a piece), and nothing at all.
+// the gather send really is resubmitted part-way through a piece), nothing at all, and a
+// cancel through the task's handle that reaches the send between rounds or in a later one.
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -13,11 +15,15 @@
 #include <system_error>
 #include <vector>
 
+#include "support/counting.hpp"
 #include "support/loopback.hpp"
+#include "support/send_rounds.hpp"
+#include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/task_handle.hpp"
 
 using ucoro::task;
 using ucoro::net::address;
@@ -147,4 +153,105 @@ TEST_CASE("send_all_gather of nothing, or of empty pieces only, completes with 0
     }());
     CHECK(received.end_of_stream);
     UCORO_CHECK_SAME_BYTES(received.bytes, marker);
+}
+
+// --- Cancelling a gather send part-way -----------------------------------------------------
+
+namespace {
+
+struct gather_outcome {
+    std::error_code error = std::make_error_code(std::errc::io_error);
+    std::size_t sent = 0;
+    bool done = false;
+};
+
+task<void> gather_all(ucoro::net::socket& sender, std::span<const std::byte> payload,
+                      gather_outcome& outcome) {
+    auto pieces = ucoro_test::uneven_pieces(payload);
+    auto [error, sent] = co_await sender.send_all_gather(pieces);
+    outcome = {error, sent, true};
+}
+
+} // namespace
+
+TEST_CASE("send_all_gather whose task is cancelled between two rounds ends with "
+          "operation_canceled instead of a next round") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    auto connection = ucoro_test::make_small_buffer_connection(*context);
+    constexpr std::size_t total = 4 * 1024 * 1024;
+    const auto payload = ucoro_test::make_pattern(total, 61);
+    gather_outcome outcome;
+    ucoro_test::read_result received;
+    ucoro::task_handle sending;
+    // The cancel arrives as round 3's CQE has been reaped and not yet dispatched: the
+    // scope still holds the send, whose next round would be submitted by that dispatch.
+    ucoro_test::send_rounds rounds(connection.sender.native_handle());
+    rounds.act_after = 3;
+    rounds.at_round_end = [&] { sending.cancel(); };
+    ucoro::detail::set_fault_injector(*context, &rounds);
+    sending = context->spawn(gather_all(connection.sender, payload, outcome));
+    // Named lambdas: a spawned coroutine refers to its closure, which must outlive run().
+    auto half_close_when_done = [&]() -> task<void> {
+        co_await sending.join();
+        (void)::shutdown(connection.sender.native_handle(), SHUT_WR);
+    };
+    context->spawn(half_close_when_done());
+    auto reader = [&]() -> task<void> {
+        received = co_await ucoro_test::read_until_end(connection.receiver, 512, total + 1);
+    };
+    context->spawn(reader());
+    context->run();
+    ucoro::detail::set_fault_injector(*context, nullptr);
+    INFO(rounds.rounds << " rounds, " << outcome.sent << " bytes sent");
+    REQUIRE(outcome.done);
+    CHECK(outcome.error == std::errc::operation_canceled);
+    CHECK(rounds.rounds == 3);
+    CHECK(outcome.sent > 0);
+    CHECK(outcome.sent < total);
+    CHECK_FALSE(received.error);
+    CHECK(received.end_of_stream);
+    UCORO_CHECK_SAME_BYTES(received.bytes, std::span(payload).first(outcome.sent));
+    CHECK(context->in_flight() == 0);
+}
+
+TEST_CASE("send_all_gather whose task is cancelled while a later round waits for a reader ends "
+          "promptly with operation_canceled") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    // Nobody reads: the first round fills the buffers, the second waits in the kernel.
+    auto connection = ucoro_test::make_small_buffer_connection(*context);
+    constexpr std::size_t total = 4 * 1024 * 1024;
+    const auto payload = ucoro_test::make_pattern(total, 67);
+    gather_outcome outcome;
+    ucoro_test::send_rounds rounds(connection.sender.native_handle());
+    ucoro::detail::set_fault_injector(*context, &rounds);
+    auto sending = context->spawn(gather_all(connection.sender, payload, outcome));
+    bool second_round_seen = false;
+    auto cancel_in_second_round = [&]() -> task<void> {
+        // Bounded: the second round is submitted as the first one's CQE is dispatched.
+        for (int turn = 0; turn < 100'000 && rounds.rounds < 2; ++turn) {
+            co_await ucoro_test::next_turn{*context};
+        }
+        second_round_seen = rounds.rounds >= 2;
+        co_await ucoro_test::next_turn{*context}; // that round is in the kernel now
+        sending.cancel();
+    };
+    context->spawn(cancel_in_second_round());
+    const auto start = std::chrono::steady_clock::now();
+    context->run();
+    const auto took = std::chrono::steady_clock::now() - start;
+    ucoro::detail::set_fault_injector(*context, nullptr);
+    INFO(rounds.rounds << " rounds, " << outcome.sent << " bytes sent");
+    REQUIRE(second_round_seen);
+    REQUIRE(outcome.done);
+    CHECK(outcome.error == std::errc::operation_canceled);
+    CHECK(outcome.sent > 0);
+    CHECK(outcome.sent < total);
+    CHECK(took < std::chrono::seconds(5)); // the cancel reached the later round
+    CHECK(context->in_flight() == 0);
 }

@@ -22,6 +22,10 @@ public:
     close_operation(close_operation&&) = delete;
     ~close_operation();
 
+    /// Not for with_timeout: a close cut short by a timer would leave its descriptor
+    /// neither ours nor closed, and it must run to its end.
+    static constexpr bool supports_timeout = false;
+
     bool await_ready() const noexcept { return m_fd < 0 || io_awaitable::await_ready(); }
     void await_suspend(std::coroutine_handle<> waiter);
     void prepare(io_uring_sqe& sqe) noexcept override;

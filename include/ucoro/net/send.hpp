@@ -1,11 +1,27 @@
 // co_await sock.send(bytes) and co_await sock.send_all(bytes): IORING_OP_SEND.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <span>
+#include <system_error>
 
 #include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
+
+namespace ucoro::detail {
+
+/// The bookkeeping after one round of a send that must send everything (send_all,
+/// send_all_gather): counts the round's `result` into `sent` and moves `rest` past those
+/// bytes, whole buffers first, then into the next one, dropping the buffers left empty.
+/// Returns true while bytes are left to send. Returns false when all went, or when the
+/// round failed, with `error` set: the round's own error, or io_error for 0 (a stream
+/// socket never accepts 0 bytes of a non-empty send; stop rather than spin).
+bool advance_past_sent(int result, std::span<iovec>& rest, std::size_t& sent,
+                       std::error_code& error) noexcept;
+
+} // namespace ucoro::detail
 
 namespace ucoro::net {
 
@@ -28,13 +44,12 @@ private:
 
 /// Sends every byte, resubmitting after each short send without resuming the coroutine in
 /// between. The value is the number of bytes sent: all of them, or those that went before
-/// the error.
+/// the error (timed_out under with_timeout, which bounds all the rounds together).
 class [[nodiscard]] send_all_operation final : public detail::io_awaitable {
 public:
-    send_all_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept
-        : io_awaitable(context), m_fd(fd), m_bytes(bytes) {}
+    send_all_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept;
 
-    bool await_ready() const noexcept { return m_bytes.empty() || io_awaitable::await_ready(); }
+    bool await_ready() const noexcept { return m_rest.iov_len == 0 || io_awaitable::await_ready(); }
     io_result<std::size_t> await_resume() const noexcept;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
@@ -43,7 +58,7 @@ private:
     bool resubmit_after(int result, std::uint32_t flags) noexcept override;
 
     int m_fd;
-    std::span<const std::byte> m_bytes;
+    iovec m_rest{}; // what is still to send
     std::size_t m_sent = 0;
     std::error_code m_error;
 };

@@ -10,6 +10,7 @@
 
 #include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/net/send.hpp"
 
 namespace ucoro::net {
 
@@ -22,12 +23,13 @@ namespace ucoro::net {
 /// so nothing is allocated; it must stay alive until the await completes, and this
 /// operation advances it in place past the bytes sent (its contents are unspecified
 /// afterwards). The msghdr lives in this awaiter. The value is the number of bytes sent:
-/// all of them, or those that went before the error. MSG_NOSIGNAL, as every ucoro send.
+/// all of them, or those that went before the error (timed_out under with_timeout, which
+/// bounds all the rounds together). MSG_NOSIGNAL, as every ucoro send.
 class [[nodiscard]] send_all_gather_operation final : public detail::io_awaitable {
 public:
     send_all_gather_operation(io_context* context, int fd, std::span<iovec> buffers) noexcept;
 
-    bool await_ready() const noexcept { return m_left == 0 || io_awaitable::await_ready(); }
+    bool await_ready() const noexcept { return m_nothing_to_send || io_awaitable::await_ready(); }
     io_result<std::size_t> await_resume() const noexcept;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
@@ -38,7 +40,7 @@ private:
     int m_fd;
     std::span<iovec> m_buffers; // from the first buffer not wholly sent
     msghdr m_message{};
-    std::size_t m_left = 0;
+    bool m_nothing_to_send = true;
     std::size_t m_sent = 0;
     std::error_code m_error;
 };

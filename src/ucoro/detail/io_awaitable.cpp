@@ -21,13 +21,10 @@ void io_awaitable::suspend(std::coroutine_handle<> waiter, cancellation_scope* s
 }
 
 void io_awaitable::complete(int result, std::uint32_t flags) noexcept {
-    m_result = result;
-    m_flags = flags;
-    if (resubmit_after(result, flags)) {
-        if (m_scope != nullptr && m_scope->requested()) {
-            // The cancel was aimed at the previous submission; this one needs its own.
-            m_scope->enter(*this);
-        }
+    if (take_result(result, flags)) {
+        // Another round is in the ring. The scope still points at this operation (nothing
+        // left it between rounds), so a request from now on cancels the new round, and one
+        // that came before it was refused by resubmit(): every round is reachable.
         return;
     }
     if (m_scope != nullptr) {
@@ -36,23 +33,23 @@ void io_awaitable::complete(int result, std::uint32_t flags) noexcept {
     detail::resume(m_waiter);
 }
 
+void io_awaitable::resume_waiter() noexcept {
+    detail::resume(m_waiter);
+}
+
 bool io_awaitable::resubmit(std::error_code& error) noexcept {
-    if (cancel_requested() || context().stop_requested()) {
+    if (m_wrapper != nullptr) {
+        return m_wrapper->next_round(error); // it checks for cancels in its own scope
+    }
+    // cancel_requested(): a cancel aimed at the round that just ended (io_context::cancel,
+    // stop()); the scope's flag: a request that reached this operation between rounds, or
+    // whose cancel SQE could not be queued. Either way the task asked to stop.
+    if (cancel_requested() || context().stop_requested() ||
+        (m_scope != nullptr && m_scope->requested())) {
         error = std::make_error_code(std::errc::operation_canceled);
         return false;
     }
-    try {
-        context().submit(*this);
-        return true;
-    } catch (const std::system_error& e) {
-        error = e.code();
-        return false;
-    } catch (...) {
-        // Nothing else is expected, but this is a noexcept path where an escaping exception
-        // would terminate the process: report an I/O error instead.
-        error = std::make_error_code(std::errc::io_error);
-        return false;
-    }
+    return submit_without_throwing([this] { context().submit(*this); }, error);
 }
 
 } // namespace ucoro::detail

@@ -3,7 +3,39 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "ucoro/io_context.hpp"
+
+namespace ucoro::detail {
+
+bool advance_past_sent(int result, std::span<iovec>& rest, std::size_t& sent,
+                       std::error_code& error) noexcept {
+    if (result < 0) {
+        error = make_io_error(result);
+        return false;
+    }
+    if (result == 0) {
+        error = std::make_error_code(std::errc::io_error);
+        return false;
+    }
+    auto went = static_cast<std::size_t>(result);
+    sent += went;
+    while (!rest.empty()) {
+        iovec& front = rest.front();
+        const std::size_t taken = std::min(went, front.iov_len);
+        front.iov_base = static_cast<std::byte*>(front.iov_base) + taken;
+        front.iov_len -= taken;
+        went -= taken;
+        if (front.iov_len != 0) {
+            break; // sent part of this buffer: the next round starts inside it
+        }
+        rest = rest.subspan(1); // also skips the empty buffers that follow a finished one
+    }
+    return !rest.empty();
+}
+
+} // namespace ucoro::detail
 
 namespace ucoro::net {
 
@@ -18,29 +50,24 @@ io_result<std::size_t> send_operation::await_resume() const noexcept {
     return {{}, static_cast<std::size_t>(m_result)};
 }
 
+send_all_operation::send_all_operation(io_context* context, int fd,
+                                       std::span<const std::byte> bytes) noexcept
+    : io_awaitable(context), m_fd(fd) {
+    // iovec's base is not const, but the kernel only reads through it.
+    m_rest.iov_base = const_cast<std::byte*>(bytes.data());
+    m_rest.iov_len = bytes.size();
+}
+
 void send_all_operation::prepare(io_uring_sqe& sqe) noexcept {
-    const auto rest = m_bytes.subspan(m_sent);
     // MSG_WAITALL (where probed): the kernel retries a short send itself, so one request
     // and one completion carry the whole span; resubmit_after still handles a short count.
     const int flags = MSG_NOSIGNAL | (context().features().send_waitall ? MSG_WAITALL : 0);
-    io_uring_prep_send(&sqe, m_fd, rest.data(), rest.size(), flags);
+    io_uring_prep_send(&sqe, m_fd, m_rest.iov_base, m_rest.iov_len, flags);
 }
 
 bool send_all_operation::resubmit_after(int result, std::uint32_t) noexcept {
-    if (result < 0) {
-        m_error = make_io_error(result);
-        return false;
-    }
-    if (result == 0) {
-        // A stream socket never accepts 0 of a non-empty send; stop rather than spin.
-        m_error = std::make_error_code(std::errc::io_error);
-        return false;
-    }
-    m_sent += static_cast<std::size_t>(result);
-    if (m_sent == m_bytes.size()) {
-        return false;
-    }
-    return resubmit(m_error); // a short send: send the rest
+    std::span<iovec> rest(&m_rest, 1);
+    return detail::advance_past_sent(result, rest, m_sent, m_error) && resubmit(m_error);
 }
 
 io_result<std::size_t> send_all_operation::await_resume() const noexcept {

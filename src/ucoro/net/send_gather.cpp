@@ -15,13 +15,14 @@ send_all_gather_operation::send_all_gather_operation(io_context* context, int fd
                                                      std::span<iovec> buffers) noexcept
     : io_awaitable(context), m_fd(fd), m_buffers(buffers) {
     for (const iovec& buffer : buffers) {
-        m_left += buffer.iov_len;
+        m_nothing_to_send = m_nothing_to_send && buffer.iov_len == 0;
     }
 }
 
 void send_all_gather_operation::prepare(io_uring_sqe& sqe) noexcept {
-    // Empty buffers at the front (all sent, or empty to begin with) are skipped, so the
-    // kernel never sees a request that could legitimately send 0 bytes.
+    // Empty buffers at the front are skipped (advance_past_sent drops the ones it reaches
+    // after a round; these were empty to begin with), so the kernel never sees a request
+    // that could legitimately send 0 bytes.
     while (!m_buffers.empty() && m_buffers.front().iov_len == 0) {
         m_buffers = m_buffers.subspan(1);
     }
@@ -36,33 +37,8 @@ void send_all_gather_operation::prepare(io_uring_sqe& sqe) noexcept {
 }
 
 bool send_all_gather_operation::resubmit_after(int result, std::uint32_t) noexcept {
-    if (result < 0) {
-        m_error = make_io_error(result);
-        return false;
-    }
-    if (result == 0) {
-        // A stream socket never accepts 0 of a non-empty send; stop rather than spin.
-        m_error = std::make_error_code(std::errc::io_error);
-        return false;
-    }
-    auto sent = static_cast<std::size_t>(result);
-    m_sent += sent;
-    m_left -= sent;
-    // Advance the array past what went: whole buffers, then part of the next one.
-    while (sent > 0) {
-        iovec& front = m_buffers.front();
-        const std::size_t taken = std::min(sent, front.iov_len);
-        front.iov_base = static_cast<std::byte*>(front.iov_base) + taken;
-        front.iov_len -= taken;
-        sent -= taken;
-        if (front.iov_len == 0) {
-            m_buffers = m_buffers.subspan(1);
-        }
-    }
-    if (m_left == 0) {
-        return false;
-    }
-    return resubmit(m_error); // a short send: send the rest
+    // Advances the caller's array in place past what went (send.hpp).
+    return detail::advance_past_sent(result, m_buffers, m_sent, m_error) && resubmit(m_error);
 }
 
 io_result<std::size_t> send_all_gather_operation::await_resume() const noexcept {
