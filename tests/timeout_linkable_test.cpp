@@ -80,6 +80,14 @@ concept lvalue_awaitable = requires(Timed& timed) {
     timed.operator co_await();
 };
 static_assert(!lvalue_awaitable<timed_operation<recv_operation>>);
+// Nor is an lvalue operation accepted: awaited again after a timed await, it would still
+// point at that await's (gone) state.
+template <typename Operation>
+concept callable_on_lvalue = requires(Operation& operation) {
+    with_timeout(operation, std::chrono::seconds(1));
+};
+static_assert(!callable_on_lvalue<send_all_operation>);
+static_assert(!callable_on_lvalue<recv_operation>);
 static_assert(
     std::is_same_v<decltype(with_timeout(std::declval<recv_operation>(), std::chrono::seconds(1))),
                    timed_operation<recv_operation>>);

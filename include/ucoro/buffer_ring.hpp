@@ -43,19 +43,22 @@ struct buffer_ring_options {
 ///
 /// Fairness: the ring is shared, and no stream may starve another of it. The rule, which
 /// every receive stream (recv_stream.hpp) follows:
-/// - A stream holds at most stream_queue_limit buffers (queued, or in its coroutine's
-///   hands). At that share it stops receiving: its request is armed with a byte limit
-///   where the kernel has one (ring_features::recv_limit, Linux 6.16), or cancelled, and
-///   what the kernel delivers before the cancel lands is counted too. It receives again
-///   once its own buffers come back. Its peer is then pushed back by TCP, not by the ring.
-/// - A stream that holds no buffer and finds the ring empty receives into one buffer of
-///   its own (allocated for that receive, freed when given back) instead of waiting. A
-///   stream that holds some waits for those to come back, which its own coroutine decides.
+/// - A stream holds at most stream_queue_limit buffers (its share): queued, or in its
+///   coroutine's hands, its own buffers (below) included. At that share it stops
+///   receiving: its request is armed with a byte limit where the kernel has one
+///   (ring_features::recv_limit, Linux 6.16), or cancelled, and what the kernel delivers
+///   before the cancel lands is counted too. Its coroutine's next next() receives again
+///   once buffers are back. Its peer is then pushed back by TCP, not by the ring.
+/// - A stream that finds the ring empty (data waiting, no buffer) receives that data once
+///   into a buffer of its own (allocated for that receive, freed when given back), within
+///   its share, instead of waiting for buffers other streams hold.
+/// - A coroutine that holds its whole share and waits for more gets no_buffer_space at
+///   once: that wait could never end.
 /// So however many streams stop draining (peers that never read, coroutines that stall),
 /// every other stream is served without waiting for them: through the ring while it has
-/// buffers, through a buffer of its own when not. The memory the misbehaving streams can
-/// take is their share each, plus one buffer_size each beyond the ring. An idle stream
-/// holds nothing either way. Counted in private_receives() and share_pauses().
+/// buffers, through buffers of its own when not. What one stream can take is its share,
+/// of the ring or of memory. An idle stream holds nothing either way. Counted in
+/// private_receives() and share_pauses().
 ///
 /// Lifetime: the memory and the kernel registration are shared by this object, the streams
 /// using it and the buffers lent out, and go with the last of them, so nothing the kernel

@@ -157,8 +157,10 @@ concept timeout_linkable_argument = timeout_linkable<std::remove_cvref_t<Argumen
 } // namespace detail
 
 /// See timed_operation. Not callable (the constraint fails) for an operation that is not
-/// timeout_linkable.
+/// timeout_linkable, nor for an lvalue: an operation object that outlives the timed await
+/// could be awaited again later, and must not carry the timed await's state into it.
 template <detail::timeout_linkable_argument Operation>
+requires(!std::is_lvalue_reference_v<Operation>)
 timed_operation<std::remove_cvref_t<Operation>>
 with_timeout(Operation&& operation, std::chrono::nanoseconds timeout) noexcept {
     return {operation, timeout};

@@ -31,7 +31,7 @@ buffer_ring::buffer& buffer_ring::buffer::operator=(buffer&& other) noexcept {
 void buffer_ring::buffer::reset() noexcept {
     if (auto* source = std::exchange(m_source, nullptr)) {
         m_size = 0;
-        source->give_back(m_id); // may free the stream's request: touch nothing after
+        source->give_back(m_id, m_data); // may free the stream's request: touch nothing after
     }
 }
 

@@ -442,6 +442,7 @@ void io_context::cancel_operations_on(int fd) {
     // cancel() may flush the SQ, which reaps but never dispatches: the list stays as it is.
     for (detail::operation* op = m_in_flight_by_fd[static_cast<std::size_t>(fd)]; op != nullptr;
          op = op->m_next) {
+        op->m_descriptor_closed = true; // even one whose cancel is in already (a pause)
         cancel(*op);
     }
 }
@@ -481,6 +482,9 @@ void io_context::cancel_adopted() {
 }
 
 void io_context::reserve_sqes(unsigned count) {
+    // More than the whole SQ can never be free at once: take what can be (the rest of such
+    // a batch is flushed as it is queued).
+    count = std::min(count, *m_ring.sq.kring_entries);
     while (io_uring_sq_space_left(&m_ring) < count) {
         submit_pending(0);
     }

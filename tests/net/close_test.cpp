@@ -17,6 +17,7 @@
 #include "support/counting.hpp"
 #include "support/loopback.hpp"
 #include "support/ring_support.hpp"
+#include "support/stream_pair.hpp"
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
@@ -374,4 +375,25 @@ TEST_CASE("a close with nothing armed on its socket submits the close alone, wha
     context->stop();
     context->run();
     CHECK(elsewhere.error == std::errc::operation_canceled);
+}
+
+TEST_CASE("a close with more operations armed on its descriptor than the SQ has entries "
+          "cancels them all and closes") {
+    ucoro::io_context_options options;
+    options.sq_entries = 4; // 6 recvs + their close: more than one reservation can hold
+    auto context = ucoro_test::make_context(options);
+    if (!context) {
+        return;
+    }
+    auto pair = ucoro_test::make_stream_pair(*context);
+    std::array<armed_recv, 6> waiting{};
+    for (auto& w : waiting) {
+        context->spawn(recv_forever(pair.ours, w));
+    }
+    const int fd = pair.ours.native_handle();
+    check_close_cancels(*context, waiting[0], fd, [&] { return pair.ours.close(); });
+    for (const auto& w : waiting) {
+        CHECK(w.resumed);
+        CHECK(w.error == std::errc::operation_canceled);
+    }
 }

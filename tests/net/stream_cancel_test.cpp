@@ -135,6 +135,44 @@ TEST_CASE("a cancelled wait on a recv_stream leaves the request armed and the ne
     CHECK(second.bytes == "later");
 }
 
+task<void> write_loser_then_winner(io_context& context, int winner_peer, int loser_peer,
+                                   std::vector<std::byte> loser_bytes) {
+    co_await next_turn{context};
+    co_await next_turn{context};
+    ucoro_test::write_all(loser_peer, loser_bytes);
+    ucoro_test::write_all(winner_peer, ucoro_test::to_bytes("W"));
+}
+
+TEST_CASE("with bundled receives, a when_any loser's bundle stays queued whichever completes "
+          "first") {
+    ucoro::io_context_options options;
+    options.recv_bundle = true;
+    auto context = ucoro_test::make_ring_context(options);
+    if (!context || !ucoro_test::recv_bundle_or_skip(*context)) {
+        return;
+    }
+    ucoro::buffer_ring ring(*context, {.count = 8, .buffer_size = 64});
+    auto loser_pair = make_stream_pair(*context);
+    auto winner_pair = make_stream_pair(*context);
+    auto stream = loser_pair.ours.recv_multishot(ring);
+    const auto sent = ucoro_test::make_pattern(256); // one bundle of 4 buffers
+    wait_outcome loser;
+    context->spawn(
+        write_loser_then_winner(*context, winner_pair.peer.get(), loser_pair.peer.get(), sent));
+    auto result =
+        context->block_on(when_any(recv_one(winner_pair.ours), wait_in_stream(stream, loser)));
+    // Whoever won, every byte is either the winner's value (the loser won) or still queued.
+    std::string got = result.index == 1 ? loser.bytes : std::string();
+    while (auto next = stream.try_next()) {
+        REQUIRE_FALSE(next->error);
+        got.append(reinterpret_cast<const char*>(next->value.bytes().data()), next->value.size());
+    }
+    CHECK(got == std::string(reinterpret_cast<const char*>(sent.data()), sent.size()));
+    if (result.index == 0) {
+        CHECK(loser.error == std::errc::operation_canceled);
+    }
+}
+
 task<void> connect_and_write(io_context& context, ucoro::net::address to, int winner_peer,
                              ucoro_test::unique_fd& client) {
     co_await next_turn{context};

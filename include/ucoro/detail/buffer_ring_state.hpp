@@ -19,8 +19,9 @@ namespace ucoro::detail {
 /// the ring was empty. buffer_ring::buffer calls give_back() when it is reset.
 class buffer_source {
 public:
-    /// Buffer `id` (a ring buffer id, or private_id for the stream's own) is back.
-    virtual void give_back(std::uint16_t id) noexcept = 0;
+    /// Buffer `id` at `data` (a ring buffer id, or private_id for one of the stream's own)
+    /// is back.
+    virtual void give_back(std::uint16_t id, std::byte* data) noexcept = 0;
 
     /// The id of a buffer that is not the ring's (a ring has at most 32768 buffers).
     static constexpr std::uint16_t private_id = 0xFFFF;

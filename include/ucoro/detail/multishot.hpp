@@ -35,6 +35,14 @@ private:
     std::size_t m_size = 0;
 };
 
+/// What a waiting consumer is told when its wait ends without a completion (a partial
+/// cancel, or a stream that cannot deliver). It lives in the consumer's awaiter, so that the
+/// outcome belongs to that wait alone: a later next() or try_next() never takes it.
+struct wait_slot {
+    int result = 0;     // -errno
+    bool ended = false; // the wait ended with `result`; the queue was not touched
+};
+
 /// Where a multishot request is. Every change of state goes through one function
 /// (multishot_operation::enter), which checks it against this table:
 ///
@@ -124,17 +132,17 @@ public:
     bool has_completion() const noexcept { return !m_queue.empty(); }
     /// How many completions wait for the consumer.
     std::size_t queued() const noexcept { return m_queue.size(); }
-    /// The next completion for the consumer: a canceled wait's operation_canceled first,
-    /// otherwise the oldest queued one.
-    completion pop() noexcept;
-    /// Submits the request if it is idle (not in the kernel, not held back).
+    /// The oldest queued completion (not on an empty queue).
+    completion pop() noexcept { return m_queue.pop(); }
+    /// Submits the request if it is idle (not in the kernel, not held back) and the
+    /// subclass agrees (may_arm()).
     void arm();
-    /// Suspends `waiter` until the next completion, arming the request if needed. `scope`
-    /// (may be null) is the waiter's cancellation scope: it can end the wait (partially,
-    /// see above). Throws std::logic_error if another coroutine waits already.
-    void wait(std::coroutine_handle<> waiter, cancellation_scope* scope = nullptr);
-    /// Whether the consumer's next pop() is a canceled wait (and not a queued completion).
-    bool wait_canceled() const noexcept { return m_wait_canceled; }
+    /// Suspends `waiter` until the next completion, arming the request if needed; if the
+    /// wait ends otherwise (a partial cancel, see above, or the subclass's fail_wait()),
+    /// `slot` says how, and the waiter is resumed on the next turn of the loop. `scope`
+    /// (may be null) is the waiter's cancellation scope. Throws std::logic_error if another
+    /// coroutine waits already.
+    void wait(std::coroutine_handle<> waiter, cancellation_scope* scope, wait_slot& slot);
     void cancel_from_scope() override;
     /// The consumer lets go: frees the request now if nothing refers to it, otherwise hands
     /// it to the context as described above.
@@ -162,6 +170,11 @@ protected:
     /// Whether the subclass still has something lent out that refers to this request (a
     /// receive buffer in the consumer's hands): a released request lingers until not.
     virtual bool has_loans() const noexcept { return false; }
+    /// Whether arm() may submit now (an idle request the subclass wants kept out).
+    virtual bool may_arm() const noexcept { return true; }
+    /// A consumer has started to wait and nothing is queued or in the kernel for it: the
+    /// subclass arms something or ends the wait (fail_wait), or the consumer waits for ever.
+    virtual void waiting_for_nothing() noexcept {}
 
     /// Keeps an idle request out of the kernel until unhold().
     void hold() noexcept;
@@ -173,10 +186,12 @@ protected:
     /// For the subclass: the last loan came back. A lingering request frees itself here, so
     /// the caller must not touch `this` afterwards when it returns true.
     bool loans_returned() noexcept;
-    /// Queues a completion the subclass made from its own work (a bundle split into single
-    /// buffers, a receive into a buffer of its own) and resumes the waiting consumer, if
-    /// any, on the next turn of the loop rather than inside the caller.
-    void post_completion(completion c) noexcept;
+    /// Queues a completion the subclass made from a kernel one (a bundle split into single
+    /// buffers) without waking the consumer; the loop wakes it once filter() returns.
+    void enqueue(completion c) noexcept;
+    /// Ends the consumer's wait with `error_number` (an errno value such as ENOBUFS), on the
+    /// next turn of the loop, leaving the queue as it is.
+    void fail_wait(int error_number) noexcept;
     bool released() const noexcept {
         return m_state == multishot_state::orphaned || m_state == multishot_state::lingering;
     }
@@ -188,12 +203,15 @@ private:
     void enter(multishot_state to) noexcept;
     /// The waiter is about to be resumed: it no longer waits on behalf of its scope.
     void leave_scope() noexcept;
-    void push(completion c) noexcept;
+    /// Resumes the waiting consumer, if any, now: a completion is queued for it.
+    void wake() noexcept;
+    /// Resumes the waiting consumer on the next turn with `error` in its slot.
+    void end_wait(int error) noexcept;
 
     completion_queue m_queue;
     std::coroutine_handle<> m_waiter; // its scope, while it waits: registered_scope()
+    wait_slot* m_slot = nullptr;      // the waiter's, while it waits
     multishot_state m_state = multishot_state::idle;
-    bool m_wait_canceled = false; // the consumer's next pop() is operation_canceled
     bool m_releasing = false;     // release() is dropping the queue: loans_returned() waits
     bool m_pause_ending = false;  // see pause_ending()
 };

@@ -67,6 +67,11 @@ protected:
     /// Whether cancel() or stop() has asked the kernel to cancel this operation since it
     /// was last submitted: an operation that resubmits itself must not go on after that.
     bool cancel_requested() const noexcept { return m_cancel_requested; }
+    /// Whether a close of the descriptor this operation was submitted on has run while it
+    /// was in the kernel (io_context::cancel_operations_on). Sticky: an operation that
+    /// submits itself again by its own decision (a stream re-arming) must not, since the
+    /// number may already name another file.
+    bool descriptor_closed() const noexcept { return m_descriptor_closed; }
 
 private:
     friend class ucoro::io_context;
@@ -85,8 +90,10 @@ private:
     // Owned by the context now (io_context::adopt): must be cancelled, even if the ring
     // could not take the cancel when it was adopted.
     bool m_adopted = false;
+    // See descriptor_closed().
+    bool m_descriptor_closed = false;
     // Which of those lists holds it: the descriptor its SQE named, or -1 (none, a fixed
-    // file, a close). Here, after the two bools, it fills padding: no byte is added.
+    // file, a close). Here, after the bools, it fills padding: no byte is added.
     int m_fd = -1;
     // The other half of cancellation_scope::m_current: the link is kept from both ends.
     cancellation_scope* m_registered_scope = nullptr;

@@ -74,6 +74,7 @@ private:
     void wait(std::coroutine_handle<> waiter, detail::cancellation_scope* scope);
 
     request* m_request; // null for a moved-from stream
+    detail::wait_slot m_slot;
 };
 
 } // namespace ucoro::net

@@ -25,9 +25,10 @@ namespace ucoro::net {
 ///
 /// The ring is shared fairly (buffer_ring.hpp, "Fairness"): the stream holds at most
 /// buffer_ring_options::stream_queue_limit buffers, queued or in the coroutine's hands, and
-/// stops receiving at that share until some come back; if the ring is empty when data
-/// arrives and the stream holds nothing, it receives into a buffer of its own instead of
-/// waiting for other streams. Neither is reported to the coroutine: it just gets buffers.
+/// stops receiving at that share until the coroutine gives some back and calls next()
+/// again; if the ring is empty when data arrives, it receives into a buffer of its own
+/// instead of waiting for other streams. A coroutine that holds its whole share and waits
+/// for more gets no_buffer_space at once (copy out what you keep, or raise the share).
 /// A completion without IORING_CQE_F_MORE re-arms at once while data flows; after end of
 /// stream or an error, the next call to next() re-arms. On a kernel without multishot
 /// receive (before 6.0), or with io_context_options::multishot_recv off, each request is a
@@ -92,6 +93,7 @@ private:
     void wait(std::coroutine_handle<> waiter, detail::cancellation_scope* scope);
 
     request* m_request; // null for a moved-from stream
+    detail::wait_slot m_slot;
 };
 
 } // namespace ucoro::net

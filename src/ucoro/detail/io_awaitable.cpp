@@ -12,6 +12,7 @@ io_awaitable::io_awaitable(io_context* context) noexcept
     : operation(context), m_result(context != nullptr ? 0 : -EBADF) {}
 
 void io_awaitable::suspend(std::coroutine_handle<> waiter, cancellation_scope* scope) {
+    m_wrapper = nullptr; // awaited directly: no timed await of an earlier await applies
     m_waiter = waiter;
     m_scope = scope;
     context().submit(*this);

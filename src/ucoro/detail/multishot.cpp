@@ -60,15 +60,8 @@ void multishot_operation::enter(multishot_state to) noexcept {
     m_state = to;
 }
 
-completion multishot_operation::pop() noexcept {
-    if (std::exchange(m_wait_canceled, false)) {
-        return {-ECANCELED, 0}; // the wait was cancelled; what is queued stays queued
-    }
-    return m_queue.pop();
-}
-
 void multishot_operation::arm() {
-    if (m_state == multishot_state::idle) {
+    if (m_state == multishot_state::idle && may_arm()) {
         context().submit(*this);
         enter(multishot_state::armed);
     }
@@ -87,7 +80,8 @@ void multishot_operation::pause() {
     enter(multishot_state::pausing);
 }
 
-void multishot_operation::wait(std::coroutine_handle<> waiter, cancellation_scope* scope) {
+void multishot_operation::wait(std::coroutine_handle<> waiter, cancellation_scope* scope,
+                               wait_slot& slot) {
     if (m_waiter) {
         // One consumer at a time: a second waiter would silently replace the first, which
         // would then never be resumed.
@@ -95,17 +89,35 @@ void multishot_operation::wait(std::coroutine_handle<> waiter, cancellation_scop
     }
     arm();
     m_waiter = waiter;
+    m_slot = &slot;
     if (scope != nullptr) {
         scope->enter(*this); // cancels the wait at once (cancel_from_scope) if requested
+    }
+    if (m_waiter && !armed() && m_queue.empty()) {
+        waiting_for_nothing();
     }
 }
 
 void multishot_operation::cancel_from_scope() {
     // Partial: only the wait ends. The request and its queue are left as they are.
+    end_wait(-ECANCELED);
+}
+
+void multishot_operation::fail_wait(int error_number) noexcept {
+    end_wait(-error_number);
+}
+
+void multishot_operation::end_wait(int error) noexcept {
     if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+        wait_slot* const slot = std::exchange(m_slot, nullptr);
         leave_scope();
-        m_wait_canceled = true;
-        context().post(waiter);
+        slot->result = error;
+        slot->ended = true;
+        try {
+            context().post(waiter);
+        } catch (...) {
+            std::terminate(); // a waiter that is never resumed would hang its task for ever
+        }
     }
 }
 
@@ -115,7 +127,7 @@ void multishot_operation::leave_scope() noexcept {
     }
 }
 
-void multishot_operation::push(completion c) noexcept {
+void multishot_operation::enqueue(completion c) noexcept {
     try {
         m_queue.push(c);
     } catch (...) {
@@ -123,8 +135,12 @@ void multishot_operation::push(completion c) noexcept {
         // exactly-once promise, so stop here.
         std::terminate();
     }
-    // Last: the resumed consumer may release (and so free) this operation.
+}
+
+void multishot_operation::wake() noexcept {
+    // Last in its caller: the resumed consumer may release (and so free) this operation.
     if (const auto waiter = std::exchange(m_waiter, nullptr)) {
+        m_slot = nullptr;
         leave_scope();
         detail::resume(waiter);
     }
@@ -154,7 +170,10 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
     const bool pass = filter(c, /*live=*/true);
     m_pause_ending = false;
     if (pass) {
-        push(c);
+        enqueue(c);
+    }
+    if (!m_queue.empty()) {
+        wake(); // also for what the filter queued itself (a bundle, one buffer at a time)
     }
 }
 
@@ -181,18 +200,6 @@ void multishot_operation::abandon() noexcept {
     }
 }
 
-void multishot_operation::post_completion(completion c) noexcept {
-    try {
-        m_queue.push(c);
-        if (const auto waiter = std::exchange(m_waiter, nullptr)) {
-            leave_scope();
-            context().post(waiter);
-        }
-    } catch (...) {
-        std::terminate(); // as in push(): a completion must not be lost silently
-    }
-}
-
 bool multishot_operation::loans_returned() noexcept {
     if (m_state == multishot_state::lingering && !m_releasing) {
         delete this;
@@ -208,7 +215,7 @@ void multishot_operation::release() noexcept {
     // scope's destructor has then cleared the link.
     leave_scope();
     m_waiter = nullptr;
-    m_wait_canceled = false;
+    m_slot = nullptr;
     const bool in_kernel = armed();
     enter(in_kernel ? multishot_state::orphaned : multishot_state::lingering);
     // What nobody will consume now is freed (buffers back to the ring, accepted sockets

@@ -52,12 +52,15 @@ bool accept_stream::next_awaiter::await_ready() const noexcept {
 
 void accept_stream::next_awaiter::wait(std::coroutine_handle<> waiter,
                                        detail::cancellation_scope* scope) {
-    m_request->wait(waiter, scope);
+    m_request->wait(waiter, scope, m_slot);
 }
 
 io_result<socket> accept_stream::next_awaiter::await_resume() noexcept {
     if (m_request == nullptr) {
         return {std::make_error_code(std::errc::bad_file_descriptor), {}}; // moved from
+    }
+    if (m_slot.ended) {
+        return {make_io_error(m_slot.result), {}}; // the wait ended; nothing was taken
     }
     const detail::completion c = m_request->pop();
     if (c.result < 0) {

@@ -25,6 +25,8 @@ void close_operation::await_suspend(std::coroutine_handle<> waiter) {
     // stream) and no cancel is queued at all.
     // Room for all of them first, so that no flush (which can fail) comes between: the
     // close enters the SQ with its cancels, or nothing does and the caller sees the error.
+    // (More cancels than the SQ holds are flushed as they are queued: a cancel by
+    // user_data left behind by a failed close only cancels that operation early.)
     io_context& context = this->context();
     context.reserve_sqes(static_cast<unsigned>(context.cancels_needed_on(m_fd)) + 1);
     context.cancel_operations_on(m_fd);

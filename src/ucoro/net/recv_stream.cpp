@@ -3,10 +3,13 @@
 #include <liburing.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <limits>
+#include <new>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -24,8 +27,8 @@ constexpr unsigned recvsend_bundle = 1U << 4; // IORING_RECVSEND_BUNDLE
 } // namespace
 
 // The receive side of the ring's fairness rule (buffer_ring.hpp, "Fairness"): how many
-// buffers this stream holds, when it stops receiving, and the buffer of its own it falls
-// back to when the ring is empty. Its request's states are multishot_operation's.
+// buffers this stream holds, when it stops receiving, and the buffers of its own it
+// receives into when the ring is empty. Its request's states are multishot_operation's.
 class recv_stream::request final : public detail::multishot_operation,
                                    public detail::buffer_source {
 public:
@@ -37,12 +40,20 @@ public:
         ring.add_ref();
     }
 
-    ~request() override { m_ring->remove_ref(); }
+    ~request() override {
+        // Nothing is in the kernel and nothing is lent out (has_loans() was false), so
+        // only buffers received but never handed out can be left: none, as drop() frees
+        // those; this is for safety alone.
+        for (std::byte* data : m_private_ready) {
+            delete[] data;
+        }
+        m_ring->remove_ref();
+    }
 
     void prepare(io_uring_sqe& sqe) noexcept override {
-        if (m_receive_private) {
+        if (m_private_in_flight != nullptr) {
             // Data is waiting (the ring's receive said ENOBUFS), so this completes at once.
-            io_uring_prep_recv(&sqe, m_fd, m_private.get(), m_ring->buffer_size(), 0);
+            io_uring_prep_recv(&sqe, m_fd, m_private_in_flight, m_ring->buffer_size(), 0);
             return;
         }
         // Length 0: each receive takes up to one whole buffer. POLL_FIRST: the kernel
@@ -55,9 +66,11 @@ public:
         if (m_multishot) {
             sqe.ioprio |= IORING_RECV_MULTISHOT;
             if (m_limit) {
-                // No more than the rest of our share: the kernel ends the request there,
-                // so the stream cannot overshoot it (idle implies held() < share).
+                // No more than the rest of our share: the kernel ends the request there.
+                // may_arm() let us in only below the share, so this is never 0 (which
+                // would mean no limit at all).
                 const std::size_t left = m_ring->stream_queue_limit() - held();
+                assert(left > 0 && left <= m_ring->stream_queue_limit());
                 detail::set_recv_total_limit(
                     sqe, static_cast<unsigned>(std::min<std::size_t>(
                              left * m_ring->buffer_size(), std::numeric_limits<int>::max())));
@@ -68,17 +81,20 @@ public:
         }
     }
 
-    detail::buffer_ring_state& ring() const noexcept { return *m_ring; }
-
-    std::byte* data(std::uint16_t id) const noexcept {
-        return id == private_id ? m_private.get() : m_ring->data(id);
+    // The completion for the next buffer handed out is private: its bytes.
+    std::byte* take_private() noexcept {
+        std::byte* const data = m_private_ready.front();
+        m_private_ready.pop_front();
+        return data;
     }
 
+    std::byte* ring_data(std::uint16_t id) const noexcept { return m_ring->data(id); }
+
     // A buffer this stream lent comes back (its handle was reset, or nobody will take it).
-    void give_back(std::uint16_t id) noexcept override {
+    void give_back(std::uint16_t id, std::byte* data) noexcept override {
         if (id == private_id) {
-            m_private_out = false;
-            m_private.reset(); // an idle connection keeps no buffer of its own
+            delete[] data;
+            --m_private;
         } else {
             m_ring->give_back(id);
             --m_held;
@@ -89,23 +105,34 @@ public:
             }
             return;
         }
+        // Below our share again: the next next() arms. Not from here: the coroutine
+        // decides when the stream receives, and it knows its socket is still open.
         if (state() == detail::multishot_state::held && held() < m_ring->stream_queue_limit()) {
             unhold();
-            if (std::exchange(m_after_enobufs, false)) {
-                ++m_ring->enobufs_rearms;
-            }
-            arm_or_leave_to_next();
         }
     }
 
 private:
     // Buffers this stream holds: ring buffers queued or in its consumer's hands, and its
-    // own buffer while lent out.
-    std::size_t held() const noexcept { return m_held + (m_private_out ? 1 : 0); }
+    // own (in the kernel, queued or lent out).
+    std::size_t held() const noexcept { return m_held + m_private; }
     bool has_loans() const noexcept override { return held() > 0; }
+    bool may_arm() const noexcept override {
+        if (descriptor_closed()) {
+            return false;
+        }
+        // A receive into our own buffer is counted in held() already.
+        return m_private_in_flight != nullptr || held() < m_ring->stream_queue_limit();
+    }
+
+    // The coroutine waits, nothing is queued and nothing can be armed: it holds its whole
+    // share itself (or its socket is closed). Waiting would never end: say so instead.
+    void waiting_for_nothing() noexcept override {
+        fail_wait(descriptor_closed() ? ECANCELED : ENOBUFS);
+    }
 
     bool filter(detail::completion& c, bool live) noexcept override {
-        if (std::exchange(m_receive_private, false)) {
+        if (m_private_in_flight != nullptr) {
             return filter_private(c, live);
         }
         unsigned buffers = 0;
@@ -118,15 +145,15 @@ private:
             // drop() gives back the first buffer; the rest of a bundle go back here, read
             // in ring order before any of them is given back (id_after's condition).
             for (unsigned i = 1; i < buffers; ++i) {
-                give_back(m_ring->id_after(buffer_id(c), i));
+                give_back(m_ring->id_after(buffer_id(c), i), nullptr);
             }
             return true;
         }
         const bool final = (c.flags & IORING_CQE_F_MORE) == 0;
         if (pause_ending() && (c.result == -ECANCELED || c.result == -ENOBUFS)) {
             // The end of our own pause: nothing for the consumer, unless the context is
-            // stopping (then the cancel is really the stop's, and the consumer hears it).
-            if (context().stop_requested()) {
+            // stopping or the socket was closed meanwhile (then the cancel is theirs too).
+            if (context().stop_requested() || descriptor_closed()) {
                 c.result = -ECANCELED;
                 return true;
             }
@@ -163,20 +190,20 @@ private:
 
     // The ring was empty when data arrived (the request has ended).
     bool ring_ran_empty(detail::completion& c) noexcept {
-        if (cancel_requested() || m_ring->closed() || context().stop_requested()) {
+        if (cancel_requested() || m_ring->closed() || context().stop_requested() ||
+            descriptor_closed()) {
             c.result = -ECANCELED; // the stream is being ended: say so, do not wait
             return true;
         }
         if (m_ring->available() > 0) {
             ++m_ring->enobufs_rearms; // buffers came back before we saw the ENOBUFS
             arm_or_leave_to_next();
-        } else if (held() == 0) {
-            // We hold nothing, so waiting could last as long as other streams please:
-            // receive this once into a buffer of our own instead.
+        } else if (held() < m_ring->stream_queue_limit()) {
+            // Waiting for the ring could last as long as other streams please: receive
+            // this once into a buffer of our own instead, within our share.
             return !receive_privately(c); // an allocation failure reaches the consumer
         } else {
-            // Ours will come back as our own consumer goes on: wait for them (give_back).
-            m_after_enobufs = true;
+            m_ring->share_pauses += 1; // at our share: the next next() receives again
             hold();
         }
         return false;
@@ -184,30 +211,32 @@ private:
 
     // False (with `c` now saying ENOMEM) if there is no memory for the buffer.
     bool receive_privately(detail::completion& c) noexcept {
-        try {
-            m_private = std::make_unique_for_overwrite<std::byte[]>(m_ring->buffer_size());
-        } catch (...) {
+        m_private_in_flight = new (std::nothrow) std::byte[m_ring->buffer_size()];
+        if (m_private_in_flight == nullptr) {
             c.result = -ENOMEM;
             return false;
         }
+        ++m_private;
         ++m_ring->private_receives;
-        m_receive_private = true;
         try {
             arm();
         } catch (...) {
-            m_receive_private = false; // the consumer's next() arms the ring again
-            m_private.reset();
+            // The consumer's next() arms the ring again and reports the failure.
+            delete[] std::exchange(m_private_in_flight, nullptr);
+            --m_private;
         }
         return true;
     }
 
     // The completion of a receive into our own buffer (single-shot: always final).
     bool filter_private(detail::completion& c, bool live) noexcept {
+        std::byte* const data = std::exchange(m_private_in_flight, nullptr);
         if (c.result <= 0 || !live) {
-            m_private.reset(); // end of stream, an error, or nobody to take it
+            delete[] data; // end of stream, an error, or nobody to take it
+            --m_private;
             return live;
         }
-        m_private_out = true;
+        m_private_ready.push_back(data);
         c.flags |= IORING_CQE_F_BUFFER | (std::uint32_t{private_id} << IORING_CQE_BUFFER_SHIFT);
         keep_receiving();
         return true;
@@ -238,8 +267,9 @@ private:
     }
 
     // A bundle reaches the consumer as one completion per buffer, in ring order, so that
-    // next() and try_next() still give one buffer each. All ids are read before the
-    // consumer (resumed later, through the ready queue) can give any of them back.
+    // next() and try_next() still give one buffer each. All of them are queued before the
+    // consumer is woken (by the loop, once the filter returns), so every id is read before
+    // any of them can be given back, and a cancel that comes later finds them all queued.
     void hand_out_bundle(const detail::completion& c, unsigned buffers) noexcept {
         const std::size_t size = m_ring->buffer_size();
         std::size_t left = static_cast<std::size_t>(c.result);
@@ -247,16 +277,17 @@ private:
             const std::uint16_t id = i == 0 ? buffer_id(c) : m_ring->id_after(buffer_id(c), i);
             const std::size_t length = left < size ? left : size;
             left -= length;
-            post_completion({static_cast<int>(length),
-                             IORING_CQE_F_BUFFER | IORING_CQE_F_MORE |
-                                 (static_cast<std::uint32_t>(id) << IORING_CQE_BUFFER_SHIFT)});
+            enqueue({static_cast<int>(length),
+                     IORING_CQE_F_BUFFER | IORING_CQE_F_MORE |
+                         (static_cast<std::uint32_t>(id) << IORING_CQE_BUFFER_SHIFT)});
         }
     }
 
     // If the ring fails here, the consumer's next() arms again and reports it. Nothing is
-    // armed for a context that is stopping: it would only be cancelled.
+    // armed for a context that is stopping (it would only be cancelled) or on a descriptor
+    // that has been closed (the number may name another file by now).
     void arm_or_leave_to_next() noexcept {
-        if (context().stop_requested()) {
+        if (context().stop_requested() || descriptor_closed()) {
             return;
         }
         try {
@@ -267,7 +298,8 @@ private:
 
     void drop(detail::completion c) noexcept override {
         if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
-            give_back(buffer_id(c));
+            const std::uint16_t id = buffer_id(c);
+            give_back(id, id == private_id ? take_private() : nullptr);
         }
     }
 
@@ -275,12 +307,11 @@ private:
     int m_fd;
     bool m_multishot;
     bool m_bundle;
-    bool m_limit;                           // arm with the rest of the share as a byte limit
-    bool m_receive_private = false;         // the submission in flight receives into m_private
-    bool m_private_out = false;             // m_private holds received bytes not given back yet
-    bool m_after_enobufs = false;           // held because the ring ran empty (counted on re-arm)
-    std::size_t m_held = 0;                 // ring buffers lent to this stream, not given back
-    std::unique_ptr<std::byte[]> m_private; // only while receiving into it or lent out
+    bool m_limit;        // arm with the rest of the share as a byte limit
+    std::size_t m_held = 0;    // ring buffers lent to this stream, not given back
+    std::size_t m_private = 0; // buffers of our own: in the kernel, queued or lent out
+    std::byte* m_private_in_flight = nullptr; // the one a receive in the kernel fills
+    std::deque<std::byte*> m_private_ready; // received, their completions still queued
 };
 
 recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(*ring.m_state, fd)) {}
@@ -314,12 +345,15 @@ bool recv_stream::next_awaiter::await_ready() const noexcept {
 
 void recv_stream::next_awaiter::wait(std::coroutine_handle<> waiter,
                                      detail::cancellation_scope* scope) {
-    m_request->wait(waiter, scope);
+    m_request->wait(waiter, scope, m_slot);
 }
 
 io_result<buffer_ring::buffer> recv_stream::next_awaiter::await_resume() noexcept {
     if (m_request == nullptr) {
         return {std::make_error_code(std::errc::bad_file_descriptor), {}}; // moved from
+    }
+    if (m_slot.ended) {
+        return {make_io_error(m_slot.result), {}}; // the wait ended; nothing was taken
     }
     return to_result(*m_request, m_request->pop());
 }
@@ -330,7 +364,9 @@ recv_stream::next_awaiter::to_result(request& from, const detail::completion& c)
     if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
         // Taken even when empty or failed, so that its destructor gives it back.
         const auto id = static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT);
-        received = buffer_ring::buffer(from, id, from.data(id),
+        std::byte* const data =
+            id == detail::buffer_source::private_id ? from.take_private() : from.ring_data(id);
+        received = buffer_ring::buffer(from, id, data,
                                        c.result > 0 ? static_cast<std::size_t>(c.result) : 0);
     }
     if (c.result < 0) {
