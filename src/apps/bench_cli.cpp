@@ -231,7 +231,7 @@ int bench_main(int argc, char** argv) {
                    "read this server's CPU time and RSS from /proc over the measured interval")
         ->check(CLI::PositiveNumber);
     app.add_flag("--json", json, "print the result as one JSON object instead of the table");
-    app.set_version_flag("--version", "ucoro-bench " UCORO_VERSION);
+    app.set_version_flag("--version", version_line("ucoro-bench"));
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {

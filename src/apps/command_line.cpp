@@ -11,6 +11,10 @@
 
 namespace ucoro::apps {
 
+std::string version_line(std::string_view name) {
+    return fmt::format("{} {} (git {})", name, UCORO_VERSION, UCORO_GIT_COMMIT);
+}
+
 int usage_error(const program_info& program, std::string_view reason) {
     if (!reason.empty()) {
         fmt::print(stderr, "{}: {}\n", program.name, reason);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "ucoro/io_context.hpp"
@@ -22,6 +23,9 @@ struct program_info {
     std::string_view name;
     std::string_view usage;
 };
+
+/// "NAME VERSION (git COMMIT)": what --version prints, the same for every program.
+std::string version_line(std::string_view name);
 
 /// Prints "NAME: REASON" (if there is a reason) and the usage line on stderr; returns
 /// exit_usage.

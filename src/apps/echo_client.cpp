@@ -154,8 +154,13 @@ int echo_client_main(int argc, char** argv) {
                        "Opens NUM_CONNECTIONS connections at once; each sends two messages, reads\n"
                        "the same bytes back and closes. Exits 0 only if every byte matched.\n"
                        "  -t SECONDS   give up on the server after this long (default {})\n"
+                       "  --version    print the version and the git commit, and exit\n"
                        "example: ucoro-echo-client 127.0.0.1 65432 2\n",
                        usage, default_timeout_seconds);
+            return 0;
+        }
+        if (arg == "--version") {
+            fmt::print("{}\n", version_line(program.name));
             return 0;
         }
         if (arg == "-t" && i + 1 < argc) {

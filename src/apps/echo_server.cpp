@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <sys/uio.h>
+#include <sys/utsname.h>
 
 #include <fmt/core.h>
 
@@ -455,6 +456,33 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
     }
 }
 
+// --version; under -v also the kernel and the io_uring features the server would use with
+// these options, as a ring set up here finds them. Exits 1 if no ring can be set up.
+int print_version(const program_info& program, bool verbose, const io_context_options& options) {
+    fmt::print("{}\n", version_line(program.name));
+    if (!verbose) {
+        return 0;
+    }
+    utsname kernel{};
+    if (::uname(&kernel) == 0) {
+        fmt::print("kernel: {} {}\n", kernel.sysname, kernel.release);
+    }
+    const auto context = open_context(program, options); // says why on failure
+    if (!context) {
+        return exit_failure;
+    }
+    const auto on = [](bool feature) { return feature ? "on" : "off"; };
+    const auto& features = context->features();
+    fmt::print("io_uring features: multishot accept {}, buffer rings {}, multishot receive {}, "
+               "registered ring fd {}, send waitall {}, batch wait {}, receive bundle {}, "
+               "receive limit {}\n",
+               on(features.multishot_accept), on(features.buffer_rings),
+               on(features.multishot_recv), on(features.registered_ring_fd),
+               on(features.send_waitall), on(features.batch_wait), on(features.recv_bundle),
+               on(features.recv_limit));
+    return 0;
+}
+
 } // namespace
 
 task<void> accept_connections(io_context& context, net::listener& listener, bool quiet,
@@ -475,6 +503,7 @@ int echo_server_main(int argc, char** argv) {
     const program_info program{"ucoro-echo-server", usage};
     bool quiet = false;
     bool verbose = false;
+    bool version = false;
     bool simple = false;
     std::chrono::milliseconds idle_timeout{0};
     std::chrono::milliseconds send_timeout = default_send_timeout;
@@ -494,6 +523,8 @@ int echo_server_main(int argc, char** argv) {
                        "connections, until the client closes. Ctrl+C or SIGTERM stops it.\n"
                        "  -q        do not print a line per connection\n"
                        "  -v        say which receive path is used; print loop counters at exit\n"
+                       "  --version print the version and the git commit, and exit; with -v\n"
+                       "            also the kernel's io_uring features in use\n"
                        "  --simple  receive with recv into each connection's own buffer instead\n"
                        "            of a multishot receive into a shared buffer ring\n"
                        "  --disable FEATURE[,FEATURE...]\n"
@@ -528,6 +559,8 @@ int echo_server_main(int argc, char** argv) {
             quiet = true;
         } else if (arg == "-v" || arg == "--verbose") {
             verbose = true;
+        } else if (arg == "--version") {
+            version = true; // after the loop, so that -v and --disable apply wherever they are
         } else if (arg == "--simple") {
             simple = true;
         } else if (arg == "--idle-timeout" || arg == "--send-timeout" || arg == "--drain-timeout" ||
@@ -595,11 +628,14 @@ int echo_server_main(int argc, char** argv) {
             return usage_error(program, fmt::format("unexpected argument '{}'", arg));
         }
     }
-    if (count != 2) {
-        return usage_error(program);
-    }
     if (!batch_wait) {
         options.batch_wait = std::chrono::microseconds{0};
+    }
+    if (version) {
+        return print_version(program, verbose, options);
+    }
+    if (count != 2) {
+        return usage_error(program);
     }
     int exit_code = 0;
     const auto local = parse_host_port(program, positional[0], positional[1], exit_code);
