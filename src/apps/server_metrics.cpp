@@ -206,8 +206,26 @@ task<void> answer_scraper(io_context& context, net::socket connection, metrics_s
             verdict == http_verdict::metrics ? render_metrics(take_sample(context, sources)) : "");
         // A few KiB into a fresh socket's send buffer: the send completes at once even for a
         // peer that never reads; the timeout bounds a peer that shrank its window.
-        (void)co_await with_timeout(connection.send_all(std::as_bytes(std::span(response))),
-                                    limits.response_timeout);
+        auto [send_error, sent] = co_await with_timeout(
+            connection.send_all(std::as_bytes(std::span(response))), limits.response_timeout);
+        if (!send_error && !complete) {
+            // The rest of an oversized head is still unread, and closing over unread bytes
+            // sends a reset that can destroy the 400 before the peer reads it: half-close,
+            // then read and drop what follows for a moment (nginx's lingering close).
+            (void)co_await connection.shutdown();
+            const auto linger_end = io_context::clock::now() + std::chrono::seconds(1);
+            for (int round = 0; round < 8; ++round) {
+                const auto left = linger_end - io_context::clock::now();
+                if (left <= io_context::clock::duration::zero()) {
+                    break;
+                }
+                auto [error, dropped] = co_await with_timeout(
+                    connection.recv(std::as_writable_bytes(std::span(head))), left);
+                if (error || dropped == 0) {
+                    break;
+                }
+            }
+        }
     }
     (void)co_await connection.close();
 }
