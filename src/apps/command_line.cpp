@@ -42,6 +42,23 @@ std::optional<net::address> parse_host_port(const program_info& program, std::st
     return address;
 }
 
+std::optional<net::address> parse_endpoint(const program_info& program, std::string_view option,
+                                           std::string_view value, int& exit_code) {
+    const std::size_t colon = value.rfind(':');
+    std::string_view host = value.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    if (colon == std::string_view::npos || host.empty()) {
+        exit_code = usage_error(
+            program, fmt::format("{} must be HOST:PORT (such as 127.0.0.1:9100 or [::1]:9100), "
+                                 "not '{}'",
+                                 option, value));
+        return std::nullopt;
+    }
+    return parse_host_port(program, host, value.substr(colon + 1), exit_code);
+}
+
 void raise_open_file_limit() noexcept {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {

@@ -37,6 +37,11 @@ int usage_error(const program_info& program, std::string_view reason = {});
 std::optional<net::address> parse_host_port(const program_info& program, std::string_view host,
                                             std::string_view port, int& exit_code);
 
+/// HOST:PORT in one argument (IPv6 in brackets: [::1]:9100), for options such as --metrics.
+/// Fails as parse_host_port does; a value without a colon is a usage error, exit_usage.
+std::optional<net::address> parse_endpoint(const program_info& program, std::string_view option,
+                                           std::string_view value, int& exit_code);
+
 /// SECONDS: a positive decimal number ("1", "0.5") of at most a day, rounded to whole
 /// milliseconds (at least 1); nullopt for anything else.
 std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text);

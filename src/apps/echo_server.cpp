@@ -23,6 +23,7 @@
 
 #include "command_line.hpp"
 #include "gather_send.hpp"
+#include "server_metrics.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/when_any.hpp"
@@ -34,7 +35,7 @@ namespace {
 constexpr std::string_view usage =
     "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
     "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
-    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] HOST PORT";
+    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] [--metrics HOST:PORT] HOST PORT";
 
 // The drain's default: long enough for echoes in flight, short enough for a service manager.
 constexpr std::chrono::milliseconds default_drain_timeout{5000};
@@ -205,7 +206,8 @@ void note_sent(connection_deadlines::entry* deadline) noexcept {
 }
 
 // The teaching path: recv into a buffer in this coroutine's frame, send_all it back.
-task<std::error_code> echo_simple(net::socket& connection, connection_deadlines::entry* deadline) {
+task<std::error_code> echo_simple(net::socket& connection, echo_server_stats& stats,
+                                  connection_deadlines::entry* deadline) {
     // The lesson reads 1 KiB at a time; a larger buffer means fewer round trips through
     // the ring for large messages. It lives in this coroutine's frame.
     std::array<std::byte, 16 * 1024> buffer;
@@ -214,10 +216,14 @@ task<std::error_code> echo_simple(net::socket& connection, connection_deadlines:
         if (recv_error || received == 0) {
             co_return recv_error; // received == 0: the peer closed its side
         }
+        ++stats.messages_in;
+        stats.bytes_in += received;
         // send() may take less than asked; send_all() resubmits until every byte is out.
         note_sending(deadline);
         auto [send_error, sent] = co_await connection.send_all(std::span(buffer).first(received));
         note_sent(deadline);
+        ++stats.messages_out;
+        stats.bytes_out += sent;
         if (send_error) {
             co_return send_error;
         }
@@ -229,7 +235,7 @@ task<std::error_code> echo_simple(net::socket& connection, connection_deadlines:
 // arrived while an echo was being sent wait in the stream; they go back together, in one
 // gather send (one request, one completion) instead of one send each.
 task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool gather,
-                                connection_deadlines::entry* deadline) {
+                                echo_server_stats& stats, connection_deadlines::entry* deadline) {
     auto stream = connection.recv_multishot(ring);
     while (true) {
         auto [recv_error, buffer] = co_await stream.next();
@@ -239,19 +245,29 @@ task<std::error_code> echo_ring(net::socket& connection, buffer_ring& ring, bool
         const gather_lease lease(gather && stream.ready() > 0 ? this_thread_gather_pool().acquire()
                                                               : nullptr);
         if (lease.get() == nullptr) {
+            ++stats.messages_in;
+            stats.bytes_in += buffer.size();
             note_sending(deadline);
             auto [send_error, sent] = co_await connection.send_all(buffer.bytes());
             note_sent(deadline);
+            ++stats.messages_out;
+            stats.bytes_out += sent;
             if (send_error) {
                 co_return send_error;
             }
             continue; // `buffer` goes back to the ring as it goes out of scope
         }
         fill_batch(*lease.get(), std::move(buffer), stream);
+        stats.messages_in += lease.get()->count;
+        for (std::size_t i = 0; i < lease.get()->count; ++i) {
+            stats.bytes_in += lease.get()->held[i].size();
+        }
         // The awaiter lives in the slot: the frame keeps only a pointer to it.
         note_sending(deadline);
         auto [send_error, sent] = co_await prepare_gather(*lease.get(), connection);
         note_sent(deadline);
+        ++stats.messages_out;
+        stats.bytes_out += sent;
         if (send_error) {
             co_return send_error;
         }
@@ -323,10 +339,10 @@ task<void> echo_connection(net::socket connection, bool quiet, echo_server_stats
             connection_deadlines::entry* const timed = deadline ? &*deadline : nullptr;
             // Not a ?: of two co_awaits: GCC 12 miscompiles that in an assignment.
             if (ring != nullptr) {
-                failure = co_await echo_ring(connection, *ring,
-                                             controls == nullptr || controls->gather_send, timed);
+                failure = co_await echo_ring(
+                    connection, *ring, controls == nullptr || controls->gather_send, stats, timed);
             } else {
-                failure = co_await echo_simple(connection, timed);
+                failure = co_await echo_simple(connection, stats, timed);
             }
             if (timed != nullptr) {
                 timed->closing();
@@ -441,6 +457,7 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
                            "closes (raise the limit with 'ulimit -n')\n",
                            error.message());
                 backing_off = true;
+                ++stats.accept_pauses;
             }
             // Retrying at once would fail at once: wait for a connection to close and free
             // a descriptor, or 100 ms for one freed elsewhere. The multishot accept ended
@@ -513,6 +530,7 @@ int echo_server_main(int argc, char** argv) {
     options.batch_wait = default_batch_wait;
     bool batch_wait = true; // --disable batch-wait, whatever --batch-wait says
     bool gather_send = true;
+    std::string_view metrics_endpoint; // --metrics HOST:PORT, empty when off
     std::string_view positional[2];
     int count = 0;
     for (int i = 1; i < argc; ++i) {
@@ -549,6 +567,9 @@ int echo_server_main(int argc, char** argv) {
                        "            less CPU per message under light load, at up to this much\n"
                        "            latency; 0 wakes at the first (default: {}; needs Linux\n"
                        "            6.12, ignored before)\n"
+                       "  --metrics HOST:PORT\n"
+                       "            serve the counters at http://HOST:PORT/metrics in Prometheus'\n"
+                       "            text format ([::1]:PORT for IPv6; port 0 picks a free one)\n"
                        "SECONDS is a positive number, fractions allowed (0.5), at most 86400.\n"
                        "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n",
                        usage, disable_features, default_send_timeout.count() / 1000.0,
@@ -609,6 +630,11 @@ int echo_server_main(int argc, char** argv) {
                                                         max_batch_wait.count(), value));
             }
             options.batch_wait = std::chrono::microseconds(*micros);
+        } else if (arg == "--metrics") {
+            if (i + 1 >= argc) {
+                return usage_error(program, "--metrics needs HOST:PORT");
+            }
+            metrics_endpoint = argv[++i];
         } else if (arg == "--disable") {
             std::string_view bad;
             if (i + 1 >= argc) {
@@ -642,6 +668,13 @@ int echo_server_main(int argc, char** argv) {
     if (!local) {
         return exit_code;
     }
+    std::optional<net::address> metrics_local;
+    if (!metrics_endpoint.empty()) {
+        metrics_local = parse_endpoint(program, "--metrics", metrics_endpoint, exit_code);
+        if (!metrics_local) {
+            return exit_code;
+        }
+    }
 
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // one line per event, even into a pipe
     raise_open_file_limit();
@@ -651,6 +684,7 @@ int echo_server_main(int argc, char** argv) {
     echo_server_stats stats;
     std::optional<connection_deadlines> deadlines;
     server_controls controls;
+    std::size_t scrapers = 0; // scrape connections being answered (serve_metrics)
     const auto context = open_context(program, options);
     if (!context) {
         return exit_failure;
@@ -665,7 +699,21 @@ int echo_server_main(int argc, char** argv) {
                        e.code().message(), hint_for_listen_error(e.code()));
             return exit_failure;
         }
+        std::optional<net::listener> metrics_listener;
+        if (metrics_local) {
+            try {
+                metrics_listener.emplace(*context, *metrics_local);
+            } catch (const std::system_error& e) {
+                fmt::print(stderr, "{}: cannot listen for --metrics on {}: {} ({})\n", program.name,
+                           *metrics_local, e.code().message(), hint_for_listen_error(e.code()));
+                return exit_failure;
+            }
+        }
+        // Announced once both are bound: a port in use for --metrics exits before this.
         fmt::print("listening on {}\n", listener->local_address());
+        if (metrics_listener) {
+            fmt::print("metrics on {}\n", metrics_listener->local_address());
+        }
 
         // The fast path needs provided-buffer rings (Linux 5.19); without them the server
         // runs the simple path, and says so under -v.
@@ -721,6 +769,14 @@ int echo_server_main(int argc, char** argv) {
         context->spawn(deadlines->sweep());
         context->spawn(accept_connections(*context, *listener, quiet, stats,
                                           ring ? &*ring : nullptr, &controls));
+        if (metrics_listener) {
+            // On the echo's loop: a scrape costs the echo one turn of the loop, and the
+            // counters need no synchronization.
+            context->spawn(serve_metrics(
+                *context, *metrics_listener,
+                metrics_sources{&stats, &controls, &*deadlines, ring ? &*ring : nullptr}, {},
+                scrapers));
+        }
         context->run();
         if (verbose) {
             const auto& loop = context->stats();

@@ -14,9 +14,19 @@
 
 namespace ucoro::apps {
 
+/// The server's own counters, read by -v at exit and by --metrics while it runs. Plain
+/// integers: the server is single-threaded, so the echo path pays one add per event, no
+/// atomic and no syscall.
 struct echo_server_stats {
     unsigned long accepted = 0;
     unsigned long closed = 0;
+    unsigned long accept_pauses = 0; // episodes out of descriptors or memory
+    // The echo paths (fast and --simple): a message is one receive that delivered bytes
+    // (in) and one send of echoed bytes, plain or gathered (out).
+    unsigned long long bytes_in = 0;
+    unsigned long long bytes_out = 0;
+    unsigned long long messages_in = 0;
+    unsigned long long messages_out = 0;
     bool failed = false; // accept failed for a reason that retrying cannot fix
 };
 
