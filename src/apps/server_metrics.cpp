@@ -69,9 +69,9 @@ std::string render_metrics(const metrics_sample& s) {
                   s.uring_cqes);
 #ifdef UCORO_VERSION
     append_family(out, "ucoro_build_info", "gauge", "The version this server was built from.");
-#ifdef UCORO_COMMIT
+#ifdef UCORO_GIT_COMMIT
     fmt::format_to(std::back_inserter(out), "ucoro_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
-                   UCORO_VERSION, UCORO_COMMIT);
+                   UCORO_VERSION, UCORO_GIT_COMMIT);
 #else
     fmt::format_to(std::back_inserter(out), "ucoro_build_info{{version=\"{}\"}} 1\n",
                    UCORO_VERSION);
