@@ -161,8 +161,9 @@ concept timeout_linkable_argument = timeout_linkable<std::remove_cvref_t<Argumen
 /// could be awaited again later, and must not carry the timed await's state into it.
 template <detail::timeout_linkable_argument Operation>
 requires(!std::is_lvalue_reference_v<Operation>)
-timed_operation<std::remove_cvref_t<Operation>>
-with_timeout(Operation&& operation, std::chrono::nanoseconds timeout) noexcept {
+    timed_operation<std::remove_cvref_t<Operation>> with_timeout(Operation&& operation,
+                                                                 std::chrono::nanoseconds timeout)
+noexcept {
     return {operation, timeout};
 }
 

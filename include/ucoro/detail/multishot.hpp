@@ -212,8 +212,8 @@ private:
     std::coroutine_handle<> m_waiter; // its scope, while it waits: registered_scope()
     wait_slot* m_slot = nullptr;      // the waiter's, while it waits
     multishot_state m_state = multishot_state::idle;
-    bool m_releasing = false;     // release() is dropping the queue: loans_returned() waits
-    bool m_pause_ending = false;  // see pause_ending()
+    bool m_releasing = false;    // release() is dropping the queue: loans_returned() waits
+    bool m_pause_ending = false; // see pause_ending()
 };
 
 /// Owning pointer to a multishot request; resetting it releases the request.

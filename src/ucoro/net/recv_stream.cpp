@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
-#include <new>
 #include <memory>
+#include <new>
 #include <optional>
 #include <utility>
 
@@ -307,11 +307,11 @@ private:
     int m_fd;
     bool m_multishot;
     bool m_bundle;
-    bool m_limit;        // arm with the rest of the share as a byte limit
+    bool m_limit;              // arm with the rest of the share as a byte limit
     std::size_t m_held = 0;    // ring buffers lent to this stream, not given back
     std::size_t m_private = 0; // buffers of our own: in the kernel, queued or lent out
     std::byte* m_private_in_flight = nullptr; // the one a receive in the kernel fills
-    std::deque<std::byte*> m_private_ready; // received, their completions still queued
+    std::deque<std::byte*> m_private_ready;   // received, their completions still queued
 };
 
 recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(*ring.m_state, fd)) {}
