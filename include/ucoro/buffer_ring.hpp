@@ -50,14 +50,15 @@ struct buffer_ring_options {
 ///   before the cancel lands is counted too. Its coroutine's next next() receives again
 ///   once buffers are back. Its peer is then pushed back by TCP, not by the ring.
 /// - A stream that finds the ring empty (data waiting, no buffer) receives that data once
-///   into a buffer of its own (allocated for that receive, freed when given back), within
-///   its share, instead of waiting for buffers other streams hold.
+///   into a buffer of its own (at most 2 at a time, within its share; reused through a
+///   small pool of spares, freed beyond it), instead of waiting for buffers other streams
+///   hold.
 /// - A coroutine that holds its whole share and waits for more gets no_buffer_space at
 ///   once: that wait could never end.
 /// So however many streams stop draining (peers that never read, coroutines that stall),
 /// every other stream is served without waiting for them: through the ring while it has
-/// buffers, through buffers of its own when not. What one stream can take is its share,
-/// of the ring or of memory. An idle stream holds nothing either way. Counted in
+/// buffers, through buffers of its own when not. What one stream can take is its share of
+/// the ring, plus 2 buffers of memory. An idle stream holds nothing either way. Counted in
 /// private_receives() and share_pauses().
 ///
 /// Lifetime: the memory and the kernel registration are shared by this object, the streams

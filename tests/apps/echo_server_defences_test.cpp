@@ -300,7 +300,15 @@ void check_send_timeout(server_path path) {
     INFO("server VmHWM " << peak_kb << " kB, VmRSS " << status_kb(server.process.pid(), "VmRSS")
                          << " kB");
     CHECK(peak_kb > 0);
+#if defined(__SANITIZE_ADDRESS__)
+    // Under AddressSanitizer freed memory waits in its quarantine (up to 256 MiB) before it
+    // is reused, so the peak measures the sanitizer as much as the server: the fast path
+    // recycles buffers of its own while the ring is empty (buffer_ring.hpp, "Fairness").
+    // The bound is checked in the debug and clang builds, which run this same test.
+    CHECK(peak_kb < 512 * 1024);
+#else
     CHECK(peak_kb < 64 * 1024);
+#endif
     check_fresh_client_echoes(server.port);
     stop_server(server);
 }

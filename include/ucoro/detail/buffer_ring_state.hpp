@@ -64,6 +64,14 @@ public:
     /// Puts buffer `id` back in the ring (its stream has counted it back already).
     void give_back(std::uint16_t id) noexcept;
 
+    /// A buffer of buffer_size() bytes for a stream's own receive (ring empty): a spare one
+    /// if any is kept, otherwise a new one; null when out of memory.
+    std::byte* take_private() noexcept;
+    /// A stream's own buffer is back: kept as a spare (up to max_spares), else freed. Reuse
+    /// keeps a stream of private receives from costing an allocation each.
+    void return_private(std::byte* data) noexcept;
+    static constexpr std::size_t max_spares = 16;
+
     /// The buffer_ring handle is gone: a stream that runs out of buffers now ends instead
     /// of waiting for one.
     void close() noexcept;
@@ -91,6 +99,8 @@ private:
     bool m_closed = false;
     unsigned m_references = 1;
     std::unique_ptr<std::uint16_t[]> m_entry_of; // ring entry (tail value) each id was put at
+    std::byte* m_spares[max_spares] = {};        // private buffers kept for reuse
+    std::size_t m_spare_count = 0;
 };
 
 } // namespace ucoro::detail

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <system_error>
 
@@ -104,7 +105,25 @@ buffer_ring_state* buffer_ring_state::create(io_context& context,
     return state;
 }
 
+std::byte* buffer_ring_state::take_private() noexcept {
+    if (m_spare_count > 0) {
+        return m_spares[--m_spare_count];
+    }
+    return new (std::nothrow) std::byte[m_buffer_size];
+}
+
+void buffer_ring_state::return_private(std::byte* data) noexcept {
+    if (m_spare_count < max_spares) {
+        m_spares[m_spare_count++] = data;
+    } else {
+        delete[] data;
+    }
+}
+
 buffer_ring_state::~buffer_ring_state() {
+    while (m_spare_count > 0) {
+        delete[] m_spares[--m_spare_count];
+    }
     if (m_registered) {
         // Nothing refers to the ring any more: no stream can be armed on it, and no buffer
         // is lent out.

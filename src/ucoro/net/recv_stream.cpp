@@ -45,7 +45,7 @@ public:
         // only buffers received but never handed out can be left: none, as drop() frees
         // those; this is for safety alone.
         for (std::byte* data : m_private_ready) {
-            delete[] data;
+            m_ring->return_private(data);
         }
         m_ring->remove_ref();
     }
@@ -93,7 +93,7 @@ public:
     // A buffer this stream lent comes back (its handle was reset, or nobody will take it).
     void give_back(std::uint16_t id, std::byte* data) noexcept override {
         if (id == private_id) {
-            delete[] data;
+            m_ring->return_private(data);
             --m_private;
         } else {
             m_ring->give_back(id);
@@ -198,12 +198,14 @@ private:
         if (m_ring->available() > 0) {
             ++m_ring->enobufs_rearms; // buffers came back before we saw the ENOBUFS
             arm_or_leave_to_next();
-        } else if (held() < m_ring->stream_queue_limit()) {
+        } else if (held() < m_ring->stream_queue_limit() && m_private < max_private) {
             // Waiting for the ring could last as long as other streams please: receive
             // this once into a buffer of our own instead, within our share.
             return !receive_privately(c); // an allocation failure reaches the consumer
         } else {
-            m_ring->share_pauses += 1; // at our share: the next next() receives again
+            // Our own buffers will come back as our coroutine goes on; if it waits for
+            // more while holding them, waiting_for_nothing() tells it at once.
+            m_ring->share_pauses += 1;
             hold();
         }
         return false;
@@ -211,7 +213,7 @@ private:
 
     // False (with `c` now saying ENOMEM) if there is no memory for the buffer.
     bool receive_privately(detail::completion& c) noexcept {
-        m_private_in_flight = new (std::nothrow) std::byte[m_ring->buffer_size()];
+        m_private_in_flight = m_ring->take_private();
         if (m_private_in_flight == nullptr) {
             c.result = -ENOMEM;
             return false;
@@ -222,7 +224,7 @@ private:
             arm();
         } catch (...) {
             // The consumer's next() arms the ring again and reports the failure.
-            delete[] std::exchange(m_private_in_flight, nullptr);
+            m_ring->return_private(std::exchange(m_private_in_flight, nullptr));
             --m_private;
         }
         return true;
@@ -232,7 +234,7 @@ private:
     bool filter_private(detail::completion& c, bool live) noexcept {
         std::byte* const data = std::exchange(m_private_in_flight, nullptr);
         if (c.result <= 0 || !live) {
-            delete[] data; // end of stream, an error, or nobody to take it
+            m_ring->return_private(data); // end of stream, an error, or nobody to take it
             --m_private;
             return live;
         }
@@ -310,6 +312,10 @@ private:
     bool m_limit;              // arm with the rest of the share as a byte limit
     std::size_t m_held = 0;    // ring buffers lent to this stream, not given back
     std::size_t m_private = 0; // buffers of our own: in the kernel, queued or lent out
+    // At most this many of our own at once, whatever the share: enough that a coroutine
+    // holding a buffer or two never waits on other streams, and little enough that peers
+    // that never read cost 2 buffers each beyond the ring under attack, not a whole share.
+    static constexpr std::size_t max_private = 2;
     std::byte* m_private_in_flight = nullptr; // the one a receive in the kernel fills
     std::deque<std::byte*> m_private_ready;   // received, their completions still queued
 };
