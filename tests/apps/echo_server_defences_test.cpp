@@ -76,38 +76,9 @@ struct server_process {
     }
 };
 
-void send_exactly(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        REQUIRE(n > 0);
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
+using ucoro_test::send_exactly;
 
-// Reads exactly `size` bytes (bounded wait for each piece); what arrived, possibly less.
-std::string receive_exactly(int fd, std::size_t size,
-                            std::chrono::milliseconds timeout = ucoro_test::default_wait) {
-    std::string received;
-    std::array<char, 4096> buffer{};
-    while (received.size() < size) {
-        if (!ucoro_test::wait_readable(fd, timeout)) {
-            break;
-        }
-        const ssize_t n =
-            ::recv(fd, buffer.data(), std::min(buffer.size(), size - received.size()), 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        received.append(buffer.data(), static_cast<std::size_t>(n));
-    }
-    return received;
-}
+using ucoro_test::receive_exactly;
 
 // True if the peer has closed: recv sees end of stream or a reset (bounded wait).
 bool sees_close(int fd, std::chrono::milliseconds timeout = ucoro_test::default_wait) {

@@ -83,16 +83,7 @@ struct server_process {
     }
 };
 
-void send_exactly(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        REQUIRE(n > 0);
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
+using ucoro_test::send_exactly;
 
 // Reads up to `size` bytes until `deadline`; what arrived, possibly less.
 std::string receive_until(int fd, std::size_t size, steady::time_point deadline) {

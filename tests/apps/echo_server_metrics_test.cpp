@@ -77,37 +77,7 @@ struct metrics_server {
     }
 };
 
-void send_exactly(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        REQUIRE(n > 0);
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
-
-// Reads until `size` bytes or end of stream (bounded wait for each piece).
-std::string receive_up_to(int fd, std::size_t size, std::chrono::milliseconds timeout) {
-    std::string received;
-    std::array<char, 16384> buffer{};
-    while (received.size() < size) {
-        if (!ucoro_test::wait_readable(fd, timeout)) {
-            break;
-        }
-        const ssize_t n =
-            ::recv(fd, buffer.data(), std::min(buffer.size(), size - received.size()), 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        received.append(buffer.data(), static_cast<std::size_t>(n));
-    }
-    return received;
-}
+using ucoro_test::send_exactly;
 
 // True if the peer closed (end of stream or reset) within `timeout`, having sent nothing.
 bool sees_close(int fd, std::chrono::milliseconds timeout) {
@@ -123,7 +93,7 @@ bool sees_close(int fd, std::chrono::milliseconds timeout) {
 std::string http_exchange(std::uint16_t port, std::string_view request) {
     unique_fd fd = ucoro_test::connect_loopback(port);
     send_exactly(fd.get(), request);
-    return receive_up_to(fd.get(), 1 << 20, 5s);
+    return ucoro_test::receive_exactly(fd.get(), 1 << 20, 5s);
 }
 
 std::string scrape(std::uint16_t port) {
@@ -154,7 +124,7 @@ void check_echo_within_bound(std::uint16_t port) {
     unique_fd fresh = ucoro_test::connect_loopback(port);
     const auto start = steady::now();
     send_exactly(fresh.get(), "still serving");
-    CHECK(receive_up_to(fresh.get(), 13, echo_bound) == "still serving");
+    CHECK(ucoro_test::receive_exactly(fresh.get(), 13, echo_bound) == "still serving");
     CHECK(steady::now() - start < echo_bound);
 }
 
@@ -180,7 +150,7 @@ void check_scrape_under_load(bool simple) {
                     1 + static_cast<std::size_t>((c * 7919 + m * 104729) % 4096);
                 std::string message(size, static_cast<char>('a' + (c + m) % 26));
                 send_exactly(fd.get(), message);
-                if (receive_up_to(fd.get(), size, 10s) != message) {
+                if (ucoro_test::receive_exactly(fd.get(), size, 10s) != message) {
                     mismatch = true;
                 }
             }
@@ -242,7 +212,7 @@ TEST_CASE("metrics: a scrape under load passes promtool check metrics") {
     metrics_server server;
     unique_fd client = ucoro_test::connect_loopback(server.port);
     send_exactly(client.get(), "load");
-    REQUIRE(receive_up_to(client.get(), 4, 5s) == "load");
+    REQUIRE(ucoro_test::receive_exactly(client.get(), 4, 5s) == "load");
     const auto file = std::filesystem::temp_directory_path() /
                       ("ucoro-metrics-" + std::to_string(::getpid()) + ".txt");
     {
@@ -337,7 +307,7 @@ TEST_CASE("metrics: SIGINT drains and exits 0 with a scraper connected") {
     send_exactly(scraper.get(), "GET /met"); // half a request: the scrape is in its recv
     unique_fd client = ucoro_test::connect_loopback(server.port);
     send_exactly(client.get(), "drain me");
-    REQUIRE(receive_up_to(client.get(), 8, 5s) == "drain me");
+    REQUIRE(ucoro_test::receive_exactly(client.get(), 8, 5s) == "drain me");
     const auto start = steady::now();
     server.process.send_signal(SIGINT);
     // The drain half-closes the echo client; it closes, the last connection, and the server

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "echo_server.hpp"
+#include "support/counting_new.hpp"
 #include "support/loopback.hpp"
 #include "support/ring_support.hpp"
 #include "ucoro/buffer_ring.hpp"
@@ -23,112 +24,9 @@
 
 namespace {
 
-bool g_counting = false;
-std::size_t g_allocations = 0;
 int* volatile g_escape = nullptr;
 
-void* allocate(std::size_t size, std::size_t alignment) {
-    if (g_counting) {
-        ++g_allocations;
-    }
-    if (size == 0) {
-        size = 1;
-    }
-    void* memory =
-        alignment <= alignof(std::max_align_t)
-            ? std::malloc(size)
-            : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-    if (memory == nullptr) {
-        throw std::bad_alloc();
-    }
-    return memory;
-}
-
-// Not inlined: GCC would otherwise see free() meet operator new's pointer and warn.
-[[gnu::noinline]] void deallocate(void* memory) noexcept {
-    std::free(memory);
-}
-
 } // namespace
-
-void* operator new(std::size_t size) {
-    return allocate(size, alignof(std::max_align_t));
-}
-void* operator new[](std::size_t size) {
-    return allocate(size, alignof(std::max_align_t));
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-    return allocate(size, static_cast<std::size_t>(alignment));
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-    return allocate(size, static_cast<std::size_t>(alignment));
-}
-// Catch2 allocates with nothrow new: it must reach malloc too, as every delete frees.
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return allocate(size, alignof(std::max_align_t));
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return allocate(size, alignof(std::max_align_t));
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-    try {
-        return allocate(size, static_cast<std::size_t>(alignment));
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-    try {
-        return allocate(size, static_cast<std::size_t>(alignment));
-    } catch (...) {
-        return nullptr;
-    }
-}
-void operator delete(void* memory) noexcept {
-    deallocate(memory);
-}
-void operator delete[](void* memory) noexcept {
-    deallocate(memory);
-}
-void operator delete(void* memory, std::size_t) noexcept {
-    deallocate(memory);
-}
-void operator delete[](void* memory, std::size_t) noexcept {
-    deallocate(memory);
-}
-void operator delete(void* memory, std::align_val_t) noexcept {
-    deallocate(memory);
-}
-void operator delete[](void* memory, std::align_val_t) noexcept {
-    deallocate(memory);
-}
-void operator delete(void* memory, std::size_t, std::align_val_t) noexcept {
-    deallocate(memory);
-}
-void operator delete[](void* memory, std::size_t, std::align_val_t) noexcept {
-    deallocate(memory);
-}
-
-void operator delete(void* memory, const std::nothrow_t&) noexcept {
-    deallocate(memory);
-}
-void operator delete[](void* memory, const std::nothrow_t&) noexcept {
-    deallocate(memory);
-}
-void operator delete(void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-    deallocate(memory);
-}
-void operator delete[](void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-    deallocate(memory);
-}
 
 namespace {
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -463,8 +464,47 @@ inline unique_fd connect_loopback(std::uint16_t port) {
     return fd;
 }
 
+/// Sends every byte of `bytes` on a plain (blocking) socket; throws if the socket fails.
+inline void send_exactly(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            throw std::system_error(n < 0 ? errno : EPIPE, std::system_category(), "send");
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+inline bool wait_readable(int fd, std::chrono::milliseconds timeout = default_wait);
+
+/// Reads until `size` bytes or end of stream, waiting at most `timeout` for each piece:
+/// what arrived, possibly less.
+inline std::string receive_exactly(int fd, std::size_t size,
+                                   std::chrono::milliseconds timeout = default_wait) {
+    std::string received;
+    std::array<char, 16384> buffer{};
+    while (received.size() < size) {
+        if (!wait_readable(fd, timeout)) {
+            break;
+        }
+        const ssize_t n =
+            ::recv(fd, buffer.data(), std::min(buffer.size(), size - received.size()), 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        received.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+    return received;
+}
+
 /// Waits (bounded) until `fd` is readable or at end of stream. False on timeout.
-inline bool wait_readable(int fd, std::chrono::milliseconds timeout = default_wait) {
+inline bool wait_readable(int fd, std::chrono::milliseconds timeout) {
     pollfd entry{fd, POLLIN, 0};
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
