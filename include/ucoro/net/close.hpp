@@ -16,6 +16,11 @@ namespace ucoro::net {
 /// The operation owns the descriptor from the moment it is made: if it is never awaited,
 /// or the close is cancelled before it ran, it closes the descriptor itself. Closing an fd
 /// that is already -1 does nothing and succeeds, so closing a socket twice is harmless.
+///
+/// A close is not reached by a task's cancellation (when_any, task_handle::cancel) and
+/// cannot be timed (with_timeout refuses it): once it runs it must run to its end, or the
+/// descriptor would be neither ours nor closed. stop() cancels it only before it ran; the
+/// descriptor is then closed synchronously.
 class [[nodiscard]] close_operation final : public detail::io_awaitable {
 public:
     close_operation(io_context* context, int fd) noexcept : io_awaitable(context), m_fd(fd) {}
