@@ -362,8 +362,12 @@ TEST_CASE("ucoro-bench --threads splits the connections and the rate, and merges
         CHECK(require_number(run, "threads") == 3);
         const double messages = require_number(run, "messages");
         const double seconds = require_number(run, "seconds");
-        CHECK(messages <= 3000 * seconds + 6);
-        CHECK(messages >= 0.8 * 3000 * seconds);
+        // Each thread measures its own window, and "seconds" is their mean: allow 1% and
+        // one message per connection over the schedule (a run once counted 3,003 in
+        // 0.9988 s), far below what catch-up bursts would add. The lower bound is for a
+        // broken pacer, not a busy machine.
+        CHECK(messages <= 3000 * seconds * 1.01 + 6);
+        CHECK(messages >= 0.5 * 3000 * seconds);
     }
     SECTION("more threads than connections: one connection each") {
         const completed_run run = run_bench(server.port, {"-c", "2", "--threads", "8", "--warmup",
