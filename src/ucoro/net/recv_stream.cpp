@@ -3,11 +3,11 @@
 #include <liburing.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <memory>
 #include <new>
@@ -44,8 +44,8 @@ public:
         // Nothing is in the kernel and nothing is lent out (has_loans() was false), so
         // only buffers received but never handed out can be left: none, as drop() frees
         // those; this is for safety alone.
-        for (std::byte* data : m_private_ready) {
-            m_ring->return_private(data);
+        while (m_ready_count > 0) {
+            m_ring->return_private(take_private());
         }
         m_ring->remove_ref();
     }
@@ -83,8 +83,10 @@ public:
 
     // The completion for the next buffer handed out is private: its bytes.
     std::byte* take_private() noexcept {
-        std::byte* const data = m_private_ready.front();
-        m_private_ready.pop_front();
+        assert(m_ready_count > 0);
+        std::byte* const data = m_private_ready[m_ready_head];
+        m_ready_head = (m_ready_head + 1) % max_private;
+        --m_ready_count;
         return data;
     }
 
@@ -238,7 +240,9 @@ private:
             --m_private;
             return live;
         }
-        m_private_ready.push_back(data);
+        assert(m_ready_count < max_private);
+        m_private_ready[(m_ready_head + m_ready_count) % max_private] = data;
+        ++m_ready_count;
         c.flags |= IORING_CQE_F_BUFFER | (std::uint32_t{private_id} << IORING_CQE_BUFFER_SHIFT);
         keep_receiving();
         return true;
@@ -317,7 +321,11 @@ private:
     // that never read cost 2 buffers each beyond the ring under attack, not a whole share.
     static constexpr std::size_t max_private = 2;
     std::byte* m_private_in_flight = nullptr; // the one a receive in the kernel fills
-    std::deque<std::byte*> m_private_ready;   // received, their completions still queued
+    // Received into, their completions still queued, oldest first: a FIFO of at most
+    // max_private, so nothing is allocated for it, in an idle connection or any other.
+    std::array<std::byte*, max_private> m_private_ready{};
+    std::uint8_t m_ready_head = 0;
+    std::uint8_t m_ready_count = 0;
 };
 
 recv_stream::recv_stream(buffer_ring& ring, int fd) : m_request(new request(*ring.m_state, fd)) {}
