@@ -17,6 +17,7 @@
 #include "ucoro/net/send_gather.hpp"
 #include "ucoro/net/shutdown.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/poll.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
