@@ -632,6 +632,111 @@ task<void> run_connection(run_state& s, connection& c) {
     }
 }
 
+// ---- connection churn ---------------------------------------------------------------------
+
+std::uint64_t ns_between(clock::time_point from, clock::time_point to) {
+    return static_cast<std::uint64_t>(std::chrono::nanoseconds(to - from).count());
+}
+
+/// One churn cycle on a fresh connection: one message out, its echo checked byte for byte,
+/// our side shut down, the server's close awaited. False if the cycle failed (counted, or the
+/// run failed on a wrong echo).
+task<bool> churn_once(run_state& s, connection& c, clock::time_point began) {
+    const std::uint64_t expected_end = c.bytes_sent + s.options.size;
+    const auto sent_at = clock::now();
+    if (!co_await send_messages(s, c, 1)) {
+        co_return false;
+    }
+    std::vector<std::byte> buffer(std::clamp<std::size_t>(s.options.size, 4096, 64 * 1024));
+    clock::time_point echoed_at;
+    bool echoed = false;
+    while (true) {
+        auto [error, n] = co_await c.sock.recv(buffer);
+        if (error) {
+            if (error != std::errc::operation_canceled) {
+                connection_error(s, c, fmt::format("recv: {}", error.message()));
+            }
+            co_return false;
+        }
+        if (n == 0) {
+            if (!echoed) {
+                connection_error(s, c, "the server closed the connection before echoing");
+                co_return false;
+            }
+            break; // the server's answer to our shutdown: the cycle is complete
+        }
+        const auto received = std::span(buffer).first(n);
+        if (c.bytes_received + n > expected_end) {
+            fail_run(s, fmt::format("connection {}: received {} bytes but only {} were sent", c.id,
+                                    c.bytes_received + n, expected_end));
+            co_return false;
+        }
+        if (const auto offset = s.pattern.first_mismatch(c.id, c.bytes_received, received)) {
+            fail_run(s, fmt::format("connection {}: echoed byte at offset {} is 0x{:02x}, expected "
+                                    "0x{:02x}",
+                                    c.id, *offset,
+                                    static_cast<unsigned>(received[*offset - c.bytes_received]),
+                                    static_cast<unsigned>(s.pattern.bytes(c.id, *offset, 1)[0])));
+            co_return false;
+        }
+        c.bytes_received += n;
+        if (c.bytes_received == expected_end && !echoed) {
+            echoed = true;
+            echoed_at = clock::now();
+            if (const auto shut = co_await c.sock.shutdown(); shut) {
+                connection_error(s, c, fmt::format("shutdown: {}", shut.message()));
+                co_return false;
+            }
+        }
+    }
+    if (s.measuring) {
+        const auto now = clock::now();
+        s.report.latency.record(ns_between(began, now));
+        s.report.latency_from_send.record(ns_between(sent_at, echoed_at));
+        ++s.report.messages;
+        s.report.bytes += s.options.size;
+    }
+    co_return true;
+}
+
+/// A churn slot: connect, one echo, close, again, until the run ends. A failed connect ends
+/// the slot (the server is gone or the machine is out of ports: retrying would only spin); a
+/// failed cycle is counted and the slot goes on with a new connection.
+task<void> churn_connection(run_state& s, connection& c) {
+    bool first = true;
+    while (!s.finished && !s.run.abort.load(std::memory_order_relaxed)) {
+        const auto began = clock::now();
+        auto [error, sock] = co_await net::connect(s.context, s.options.server);
+        if (error) {
+            if (error != std::errc::operation_canceled && !s.finished) {
+                ++s.report.connect_failures;
+                if (s.report.first_error.empty()) {
+                    s.report.first_error =
+                        fmt::format("connect to {}: {}", s.options.server, error.message());
+                }
+            }
+            break;
+        }
+        if (std::exchange(first, false)) {
+            connect_done(s);
+        }
+        sock.set_no_delay();
+        c.sock = std::move(sock);
+        ++s.report.connections_established;
+        ++s.open;
+        (void)co_await churn_once(s, c, began);
+        (void)co_await c.sock.close();
+        --s.open;
+        if (s.finished && s.open == 0 && s.controller_sleep != nullptr) {
+            s.context.cancel(*s.controller_sleep); // every connection has drained
+        }
+    }
+    if (first) {
+        connect_done(s);
+    }
+    settle(s, c);
+}
+
 // ---- the run's clock ----------------------------------------------------------------------
 
 /// Ends the connections politely: stop sending, shut down our side, and read until the
@@ -746,7 +851,8 @@ void run_thread(io_context& context, shared_run& run, unsigned t, load_report& r
     s.connecting = last - first;
     for (unsigned i = 0; i < s.connections.size(); ++i) {
         s.connections[i].id = first + i;
-        context.spawn(run_connection(s, s.connections[i]));
+        context.spawn(o.churn ? churn_connection(s, s.connections[i])
+                              : run_connection(s, s.connections[i]));
     }
     if (rate > 0) {
         context.spawn(pace(s));

@@ -42,6 +42,11 @@ struct load_options {
     /// Messages per connection, then the connection stays open and idle; 0: no limit. The
     /// run ends as soon as every connection has had its echoes (for memory per connection).
     std::uint64_t messages_per_connection = 0;
+    /// Connection churn: each of the `connections` slots connects, sends one message, checks
+    /// its echo, shuts its side down, waits for the server to close, closes, and starts over.
+    /// A message then is a whole connection: messages per second are connections per second,
+    /// and latency runs from the connect to the server's close.
+    bool churn = false;
     /// The server's process, to read its CPU time and memory from /proc.
     std::optional<pid_t> server_pid;
     /// Called about once a second with the progress so far.

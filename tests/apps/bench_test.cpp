@@ -31,6 +31,9 @@ public:
         std::uint64_t corrupt_offset = UINT64_MAX; // flip this byte's bits
         std::uint64_t stall_after = UINT64_MAX;    // pause once past this many bytes
         std::chrono::milliseconds stall = std::chrono::milliseconds(0);
+        // Read the first bytes, then close without echoing (having read them: closing with
+        // unread bytes would send a reset instead of the end of stream under test).
+        bool close_unanswered = false;
     };
 
     explicit stand_in_server(behaviour b)
@@ -52,6 +55,10 @@ private:
             return;
         }
         std::vector<unsigned char> buffer(64 * 1024);
+        if (b.close_unanswered) {
+            (void)::recv(connection.get(), buffer.data(), buffer.size(), 0);
+            return;
+        }
         std::uint64_t offset = 0;
         bool stalled = false;
         while (true) {
@@ -175,7 +182,8 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
         {*python, "-c",
          "import json, sys\n"
          "d = json.loads(sys.argv[1])\n"
-         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'threads', 'seconds',\n"
+         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'churn', 'threads',\n"
+         "  'seconds',\n"
          "  'connections_established', 'connect_failures', 'connection_errors', 'messages',\n"
          "  'bytes', 'messages_per_second', 'latency_p50_ns', 'latency_p90_ns',\n"
          "  'latency_p99_ns', 'latency_p999_ns', 'latency_max_ns', 'latency_mean_ns',\n"
@@ -265,7 +273,9 @@ TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[be
                                                  {"--rate", "-5"},
                                                  {"-s", "x"},
                                                  {"--threads", "0"},
-                                                 {"--late-after", "0"}}) {
+                                                 {"--late-after", "0"},
+                                                 {"--churn", "--rate", "100"},
+                                                 {"--churn", "-d", "2"}}) {
         const completed_run run = run_bench(1, args);
         INFO("args[0] " << args[0] << "\nstderr: " << run.err);
         REQUIRE(run.status.exited);
@@ -275,7 +285,7 @@ TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[be
     const completed_run help = ucoro_test::run_program({UCORO_BENCH, "--help"});
     CHECK(help.status.code == 0);
     CHECK_THAT(help.out, Contains("--rate") && Contains("--server-pid") && Contains("--threads") &&
-                             Contains("--late-after"));
+                             Contains("--late-after") && Contains("--churn"));
     const completed_run version = ucoro_test::run_program({UCORO_BENCH, "--version"});
     CHECK(version.status.code == 0);
     CHECK_THAT(version.out, Contains("ucoro-bench"));
@@ -375,4 +385,49 @@ TEST_CASE("ucoro-bench --threads splits the connections and the rate, and merges
         REQUIRE(run.status.code == 0);
         CHECK(require_number(run, "threads") == 2);
     }
+}
+
+TEST_CASE("ucoro-bench --churn opens a connection per echo and checks every one", "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    const completed_run run = run_bench(server.port, {"--churn", "-c", "4", "-s", "100", "--warmup",
+                                                      "0", "--duration", "0.5", "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 0);
+    CHECK(run.err.empty());
+    CHECK_THAT(run.out, Contains("\"churn\": true"));
+    const double completed = require_number(run, "messages");
+    CHECK(completed > 4);
+    CHECK(require_number(run, "bytes") == completed * 100);
+    // Every completed echo had its own connection; the ones cut off at the end add a few.
+    CHECK(require_number(run, "connections_established") >= completed);
+    CHECK(require_number(run, "connections_established") <= completed + 2 * 4);
+    CHECK(require_number(run, "connection_errors") == 0);
+    CHECK(require_number(run, "connect_failures") == 0);
+}
+
+TEST_CASE("ucoro-bench --churn exits 1 on a corrupted echo", "[bench]") {
+    stand_in_server server({.corrupt_offset = 10});
+    const completed_run run = run_bench(
+        server.port(), {"--churn", "-c", "1", "-s", "64", "--warmup", "0", "--duration", "30"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 1);
+    CHECK_THAT(run.err, Contains("connection 0: echoed byte at offset 10 is"));
+}
+
+TEST_CASE("ucoro-bench --churn counts and names a connection closed before its echo", "[bench]") {
+    // The stand-in reads the message and closes its one connection without an echo, and
+    // accepts no other: the next cycle's connection waits in its backlog until the run ends.
+    stand_in_server server({.close_unanswered = true});
+    const completed_run run =
+        run_bench(server.port(), {"--churn", "-c", "1", "-s", "64", "--warmup", "0", "--duration",
+                                  "0.3", "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 0);
+    CHECK(require_number(run, "connection_errors") == 1);
+    CHECK(require_number(run, "messages") == 0);
+    CHECK_THAT(run.err, Contains("1 connection errors") &&
+                            Contains("the server closed the connection before echoing"));
 }
