@@ -124,6 +124,12 @@ void print_summary(const load_options& o, const load_report& r) {
         fmt::print("  server RSS   {} KiB before, {} KiB at the end\n", r.server->rss_start_kib,
                    r.server->rss_end_kib);
     }
+    if (r.sockstat_start && r.sockstat_end) {
+        fmt::print("  kernel TCP   {} -> {} sockets, {} -> {} pages of buffers, {} -> {} orphans "
+                   "(/proc/net/sockstat: every process, both ends of loopback connections)\n",
+                   r.sockstat_start->inuse, r.sockstat_end->inuse, r.sockstat_start->mem_pages,
+                   r.sockstat_end->mem_pages, r.sockstat_start->orphan, r.sockstat_end->orphan);
+    }
 }
 
 } // namespace
@@ -181,6 +187,16 @@ std::string to_json(const load_options& o, const load_report& r) {
                 double(core->steal_ns) / messages,
                 core->total_ns() > 0 ? double(core->busy_ns()) / double(core->total_ns()) : 0.0);
         }
+    }
+    if (r.sockstat_start && r.sockstat_end) {
+        const tcp_sockstat& a = *r.sockstat_start;
+        const tcp_sockstat& b = *r.sockstat_end;
+        json += fmt::format(", \"tcp_inuse_start\": {}, \"tcp_inuse_end\": {}, "
+                            "\"tcp_orphan_start\": {}, \"tcp_orphan_end\": {}, "
+                            "\"tcp_time_wait_start\": {}, \"tcp_time_wait_end\": {}, "
+                            "\"tcp_mem_pages_start\": {}, \"tcp_mem_pages_end\": {}",
+                            a.inuse, b.inuse, a.orphan, b.orphan, a.time_wait, b.time_wait,
+                            a.mem_pages, b.mem_pages);
     }
     json += "}";
     return json;

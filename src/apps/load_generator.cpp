@@ -177,6 +177,36 @@ std::optional<std::uint64_t> read_rss_kib(pid_t pid) {
     return std::nullopt;
 }
 
+/// The TCP line of /proc/net/sockstat ("TCP: inuse N orphan N tw N alloc N mem N").
+std::optional<tcp_sockstat> read_tcp_sockstat() {
+    std::ifstream file("/proc/net/sockstat");
+    std::string line;
+    while (std::getline(file, line)) {
+        std::istringstream fields(line);
+        std::string label;
+        fields >> label;
+        if (label != "TCP:") {
+            continue;
+        }
+        tcp_sockstat stat;
+        std::string name;
+        std::uint64_t value = 0;
+        while (fields >> name >> value) {
+            if (name == "inuse") {
+                stat.inuse = value;
+            } else if (name == "orphan") {
+                stat.orphan = value;
+            } else if (name == "tw") {
+                stat.time_wait = value;
+            } else if (name == "mem") {
+                stat.mem_pages = value;
+            }
+        }
+        return stat;
+    }
+    return std::nullopt;
+}
+
 /// This process's user + system CPU time so far, every thread (io-wq workers too).
 std::uint64_t own_cpu_ns() {
     rusage usage{};
@@ -261,12 +291,15 @@ struct shared_run {
     std::optional<server_usage> server;
     std::uint64_t process_cpu_start = 0;
     std::uint64_t process_cpu_ns = 0;
+    std::optional<tcp_sockstat> sockstat_start;
+    std::optional<tcp_sockstat> sockstat_end;
     std::barrier<measurement_end> finish;
 };
 
 void measurement_end::operator()() noexcept {
     shared_run& r = *run;
     r.process_cpu_ns = own_cpu_ns() - r.process_cpu_start;
+    r.sockstat_end = read_tcp_sockstat();
     if (!r.options.server_pid || !r.server) {
         return;
     }
@@ -901,6 +934,7 @@ load_report run_load(io_context& context, const load_options& options) {
             run.server->rss_start_kib = *rss;
         }
     }
+    run.sockstat_start = read_tcp_sockstat();
     run.start = clock::now();
     // With a message limit the run is a memory measurement: it counts from the start.
     run.measure_from =
@@ -946,6 +980,8 @@ load_report run_load(io_context& context, const load_options& options) {
     }
     report.client_cpu_ns = run.process_cpu_ns;
     report.server = run.server;
+    report.sockstat_start = run.sockstat_start;
+    report.sockstat_end = run.sockstat_end;
     return report;
 }
 

@@ -104,6 +104,15 @@ struct server_usage {
     std::optional<core_usage> core;
 };
 
+/// The TCP line of /proc/net/sockstat: the kernel's TCP sockets and their memory, for the
+/// whole network namespace (both ends of a loopback connection: client and server alike).
+struct tcp_sockstat {
+    std::uint64_t inuse = 0;     // sockets in use (listening and connected)
+    std::uint64_t orphan = 0;    // closed by their process, still held by the kernel
+    std::uint64_t time_wait = 0; // in TIME_WAIT
+    std::uint64_t mem_pages = 0; // buffer memory, in pages (the kernel's tcp_memory_allocated)
+};
+
 struct load_report {
     unsigned connections_established = 0;
     unsigned connect_failures = 0;
@@ -123,6 +132,10 @@ struct load_report {
     std::uint64_t client_cpu_ns = 0;   // this process's user + system CPU over the interval
     std::vector<thread_usage> threads; // one per load thread, the calling thread first
     std::optional<server_usage> server;
+    /// /proc/net/sockstat's TCP line before the connections were opened and at the end of
+    /// the measured interval, with them still open (for the kernel's memory per connection).
+    std::optional<tcp_sockstat> sockstat_start;
+    std::optional<tcp_sockstat> sockstat_end;
     /// Set if an echoed byte differed from what was sent: the run stops at once.
     std::string mismatch;
 
