@@ -225,7 +225,7 @@ class Render(unittest.TestCase):
         self.assertIn("**not the server's point** (not plotted): achieved 60,000 msg/s", page)
         self.assertIn("**The numbers favour `--batch-wait 200` as the default.**", page)
         self.assertIn("Highest rate kept, median over the repetitions: ucoro --batch-wait 200 "
-                      "40,000", page)
+                      "40,000 msg/s", page)
         # No scaling runs in this JSON: the section says so.
         self.assertIn("## Scaling", page)
         self.assertIn("Not measured in this run", page)
