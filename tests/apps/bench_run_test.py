@@ -315,6 +315,34 @@ class Curve(unittest.TestCase):
         self.assertIsNone(self.batch_waits(cpu200=8000, p99_200=1e5, reps=3)["favours"])
 
 
+class Scaling(unittest.TestCase):
+    def test_two_threads_over_one_paired_within_each_repetition(self):
+        results = []
+        for rep in range(5):
+            for name, mps, cpu in (("ucoro --threads 1", 100000, 6000),
+                                   ("ucoro --threads 2", 90000 + rep, 6600)):
+                for key, _, _, _ in bench.SCALING_CONFIGS:
+                    results.append({"rep": rep, "config": key, "server": name,
+                                    "section": "scaling",
+                                    "result": {"messages_per_second": mps,
+                                               "server_process_ns_per_message": cpu,
+                                               "connection_errors": 0, "rate": 0}})
+        table, paired = bench.scaling_table(results)
+        key = bench.SCALING_CONFIGS[1][0]
+        self.assertAlmostEqual(paired[(key, "msg_s")]["median"], 0.90002)
+        self.assertEqual(paired[(key, "msg_s")]["verdict"], "behind")
+        self.assertAlmostEqual(paired[(key, "cpu")]["median"], 1.1)
+        self.assertEqual(paired[(key, "cpu")]["verdict"], "behind")
+        self.assertEqual(table[(key, "ucoro --threads 1")]["msg_s"], 100000)
+        page = []
+        bench.scaling_section(page.append, type("A", (), {"warmup": 1, "duration": 5}),
+                              {"results": results})
+        text = "\n".join(page)
+        self.assertIn("2 threads ÷ 1 thread, paired: throughput 0.90 [0.90–0.90], faster in "
+                      "0 of 5: **behind**", text)
+        self.assertIn("what a 2-core machine can and cannot show".capitalize(), text)
+
+
 class Plan(unittest.TestCase):
     def full_run_args(self):
         import argparse
