@@ -675,6 +675,9 @@ std::uint64_t ns_between(clock::time_point from, clock::time_point to) {
 /// our side shut down, the server's close awaited. False if the cycle failed (counted, or the
 /// run failed on a wrong echo).
 task<bool> churn_once(run_state& s, connection& c, clock::time_point began) {
+    // A new connection's echo starts where its first byte does, whatever the last cycle,
+    // failed halfway or not, left unread.
+    c.bytes_received = c.bytes_sent;
     const std::uint64_t expected_end = c.bytes_sent + s.options.size;
     const auto sent_at = clock::now();
     if (!co_await send_messages(s, c, 1)) {
