@@ -3,6 +3,8 @@
 
 #include "ucoro/async_event.hpp"
 #include "ucoro/buffer_ring.hpp"
+#include "ucoro/fs/file.hpp"
+#include "ucoro/fs/open.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/accept.hpp"
@@ -17,6 +19,7 @@
 #include "ucoro/net/send_gather.hpp"
 #include "ucoro/net/shutdown.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/poll.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/sleep.hpp"
