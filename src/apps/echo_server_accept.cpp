@@ -148,6 +148,13 @@ task<void> accept_connections(io_context& context, net::listener& listener, bool
                               server_controls* controls) {
     try {
         co_await accept_loop(context, listener, quiet, stats, ring, controls);
+        if (controls != nullptr && controls->draining) {
+            // A drain accepts no more, so stop listening: the kernel would otherwise go on
+            // completing handshakes into the backlog, and a balancer's connect check would
+            // keep sending clients that nobody accepts and the exit resets
+            // (docs/deployment.md). Refused now, they go elsewhere at once.
+            (void)co_await listener.close();
+        }
     } catch (const std::exception& e) {
         // Without its accept loop the server would sit there serving nobody and later exit
         // 0: a failure of the loop itself (the ring broke, out of memory) ends the server.
