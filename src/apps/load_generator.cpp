@@ -490,7 +490,7 @@ task<void> send_closed_loop(run_state& s, connection& c) {
         c.credits -= static_cast<unsigned>(batch);
         c.due_times.insert(c.due_times.end(), batch, clock::now());
         note_sent(s, c, batch);
-        if (!co_await send_messages(s, c, batch)) {
+        if (const bool sent = co_await send_messages(s, c, batch); !sent) {
             break;
         }
     }
@@ -508,7 +508,7 @@ task<void> send_open_loop(run_state& s, connection& c) {
         const std::uint64_t batch = std::min<std::uint64_t>(c.credits, max_batch(s));
         c.credits -= static_cast<unsigned>(batch);
         note_sent(s, c, batch);
-        if (!co_await send_messages(s, c, batch)) {
+        if (const bool sent = co_await send_messages(s, c, batch); !sent) {
             break;
         }
     }
@@ -553,7 +553,7 @@ task<void> pace(run_state& s) {
         // `co_await sleep_until(s.context, s.plan.due(s.plan.next))` here into a coroutine
         // that ended at its first resumption without running its body.
         const auto next_due = s.plan.due(s.plan.next);
-        if (co_await sleep_until(s.context, next_due)) {
+        if (const auto cancelled = co_await sleep_until(s.context, next_due); cancelled) {
             break; // cancelled: the run is over
         }
     }
@@ -680,7 +680,7 @@ task<bool> churn_once(run_state& s, connection& c, clock::time_point began) {
     c.bytes_received = c.bytes_sent;
     const std::uint64_t expected_end = c.bytes_sent + s.options.size;
     const auto sent_at = clock::now();
-    if (!co_await send_messages(s, c, 1)) {
+    if (const bool sent = co_await send_messages(s, c, 1); !sent) {
         co_return false;
     }
     std::vector<std::byte> buffer(std::clamp<std::size_t>(s.options.size, 4096, 64 * 1024));
