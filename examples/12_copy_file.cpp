@@ -19,6 +19,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstddef>
@@ -196,6 +197,15 @@ ucoro::task<std::string> copy_file(ucoro::io_context& context, const options& op
     co_await run_workers(copy, opts.in_flight);
     if (!copy.failure.empty()) {
         co_return fmt::format("{} to {}: {}", opts.source, opts.destination, copy.failure);
+    }
+    // The size came from statx: bytes past it (a file that grew meanwhile, or one whose size
+    // means nothing, as in /proc) would be left out without a word. One more read says.
+    std::array<std::byte, 1> past_end{};
+    auto [end_error, extra] = co_await source.read_at(past_end, status.stx_size);
+    if (end_error || extra != 0) {
+        co_return fmt::format("{} has more bytes than the {} its size said (it grew, or its size "
+                              "means nothing, as in /proc): the copy is incomplete",
+                              opts.source, status.stx_size);
     }
     // Some filesystems (NFS) report a write error the page cache held back only at close:
     // report it too. (On a local one only an fsync would; a copy like cp(1) does none.)

@@ -67,6 +67,9 @@ file(SIZE "${WORK_DIR}/source" size)
 if(NOT size EQUAL 4099007)
     message(FATAL_ERROR "copying the source onto itself changed it: ${size} bytes")
 endif()
+# A source with bytes past its size (a /proc file says 0): an error, not an empty copy.
+expect(1 "^12_copy_file: /proc/self/status has more bytes than the 0 its size said [^\n]*: the copy is incomplete\n$"
+    /proc/self/status "${WORK_DIR}/status")
 # A destination that cannot seek (here the pipe that stdout is) would get the blocks in the
 # order the workers finish: refused before a byte is written.
 expect(1 "^12_copy_file: /dev/stdout cannot be written at an offset \\(a pipe, socket or terminal\\)\n$"
