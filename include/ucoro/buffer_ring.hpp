@@ -106,7 +106,7 @@ public:
     std::uint64_t share_pauses() const noexcept { return m_state->share_pauses; }
 
 private:
-    friend class net::recv_stream; // shares the state with each request it makes
+    friend class net::recv_stream;     // shares the state with each request it makes
     friend class net::datagram_stream; // likewise
 
     detail::buffer_ring_state* m_state;

@@ -86,8 +86,7 @@ public:
     /// ("bind 127.0.0.1:9") with its errno.
     udp_socket(io_context& context, const address& local);
     udp_socket(udp_socket&& other) noexcept
-        : m_context(other.m_context), m_fd(std::exchange(other.m_fd, -1)),
-          m_local(other.m_local) {}
+        : m_context(other.m_context), m_fd(std::exchange(other.m_fd, -1)), m_local(other.m_local) {}
     udp_socket& operator=(udp_socket&& other) noexcept;
     udp_socket(const udp_socket&) = delete;
     udp_socket& operator=(const udp_socket&) = delete;

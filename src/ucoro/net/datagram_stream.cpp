@@ -31,7 +31,9 @@ public:
           m_supported(ring.context().features().multishot_recv) {
         ring.add_ref();
         // The template of every buffer's layout: header, name_room bytes of address, no
-        // control data, then the payload. The kernel reads it at each arm.
+        // control data, then the payload. The kernel reads it at each arm, and takes a
+        // null msg_name to mean no room for the address, so it names a spare.
+        m_message.msg_name = &m_name_template;
         m_message.msg_namelen = name_room;
     }
 
@@ -56,6 +58,7 @@ public:
             io_uring_prep_recvmsg(&sqe, m_fd, &m_private_message, MSG_TRUNC);
             return;
         }
+        // MSG_TRUNC: the header's payloadlen is the full length, so a cut is seen.
         io_uring_prep_recvmsg_multishot(&sqe, m_fd, &m_message, MSG_TRUNC);
         sqe.flags |= IOSQE_BUFFER_SELECT;
         sqe.buf_group = m_ring->group();
@@ -68,8 +71,8 @@ public:
     std::byte* ring_data(std::uint16_t id) const noexcept { return m_ring->data(id); }
     std::byte* private_data() const noexcept { return m_private; }
 
-    void give_back(std::uint16_t id, std::byte* /*data: the payload, not the buffer*/) noexcept
-        override {
+    void give_back(std::uint16_t id,
+                   std::byte* /*data: the payload, not the buffer*/) noexcept override {
         if (id == private_id) {
             m_ring->return_private(std::exchange(m_private, nullptr));
         } else {
@@ -163,8 +166,7 @@ private:
             // Our own buffers come back as the coroutine goes on; a coroutine that waits
             // meanwhile is told at once rather than left waiting on other streams.
             ++m_ring->share_pauses;
-            hold();
-            fail_wait(ENOBUFS);
+            hold_at_share();
         }
         return false;
     }
@@ -200,9 +202,8 @@ private:
         header.flags = static_cast<unsigned>(m_private_message.msg_flags);
         std::memcpy(m_private, &header, sizeof(header));
         const std::size_t room = m_ring->buffer_size() - overhead;
-        const std::size_t kept = static_cast<std::size_t>(c.result) < room
-                                     ? static_cast<std::size_t>(c.result)
-                                     : room;
+        const std::size_t kept =
+            static_cast<std::size_t>(c.result) < room ? static_cast<std::size_t>(c.result) : room;
         c.result = static_cast<int>(overhead + kept);
         c.flags |= IORING_CQE_F_BUFFER | (std::uint32_t{private_id} << IORING_CQE_BUFFER_SHIFT);
         keep_receiving();
@@ -211,10 +212,17 @@ private:
 
     void keep_receiving() noexcept {
         if (held() >= m_ring->stream_queue_limit()) {
-            hold();
+            hold_at_share();
         } else {
             arm_or_leave_to_next();
         }
+    }
+
+    // Out of the kernel until our buffers come back. A coroutine already waiting holds
+    // them itself (nothing is queued for it), so that wait could never end: say so now.
+    void hold_at_share() noexcept {
+        hold();
+        fail_wait(ENOBUFS);
     }
 
     // Nothing is armed for a stopping context or a closed descriptor (its number may name
@@ -242,6 +250,7 @@ private:
     std::size_t m_held = 0;           // ring buffers lent to this stream, not given back
     std::byte* m_private = nullptr;   // our own buffer: in the kernel, queued or lent out
     msghdr m_message{};               // the ring buffers' layout (rule 1: the kernel reads it)
+    sockaddr_in6 m_name_template{};   // never written: the addresses go into the buffers
     msghdr m_private_message{};
     iovec m_private_iovec{};
 };
@@ -315,9 +324,9 @@ io_result<datagram> datagram_stream::next_awaiter::to_result(request& from,
     received.payload = buffer_ring::buffer(
         from, id, payload, io_uring_recvmsg_payload_length(out, c.result, &from.layout()));
     received.full_size = out->payloadlen;
-    received.sender = address::from_sockaddr(
-        static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
-        out->namelen < name_room ? out->namelen : name_room);
+    received.sender =
+        address::from_sockaddr(static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
+                               out->namelen < name_room ? out->namelen : name_room);
     if ((out->flags & MSG_TRUNC) != 0) {
         return {std::make_error_code(std::errc::message_size), std::move(received)};
     }

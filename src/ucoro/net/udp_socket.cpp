@@ -10,10 +10,10 @@
 
 namespace ucoro::net {
 
-send_to_operation::send_to_operation(io_context* context, int fd,
-                                     std::span<const std::byte> bytes, const address& to) noexcept
-    : io_operation(context), m_fd(fd), m_to(to),
-      m_iovec{const_cast<std::byte*>(bytes.data()), bytes.size()} {
+send_to_operation::send_to_operation(io_context* context, int fd, std::span<const std::byte> bytes,
+                                     const address& to) noexcept
+    : io_operation(context), m_fd(fd),
+      m_to(to), m_iovec{const_cast<std::byte*>(bytes.data()), bytes.size()} {
     m_message.msg_name = m_to.data();
     m_message.msg_namelen = m_to.size();
     m_message.msg_iov = &m_iovec;
@@ -47,8 +47,8 @@ io_result<datagram_info> receive_from_operation::await_resume() const noexcept {
     datagram_info info;
     info.full_size = static_cast<std::size_t>(result());
     info.size = info.full_size < m_iovec.iov_len ? info.full_size : m_iovec.iov_len;
-    info.sender = address::from_sockaddr(reinterpret_cast<const sockaddr*>(&m_sender),
-                                         m_message.msg_namelen);
+    info.sender =
+        address::from_sockaddr(reinterpret_cast<const sockaddr*>(&m_sender), m_message.msg_namelen);
     if ((m_message.msg_flags & MSG_TRUNC) != 0 || info.full_size > info.size) {
         return {std::make_error_code(std::errc::message_size), info};
     }
