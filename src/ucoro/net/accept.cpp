@@ -20,6 +20,7 @@ io_result<socket> accept_operation::await_resume() noexcept {
     if (m_result < 0) {
         return {make_io_error(m_result), {}};
     }
+    m_peer.set_size(m_peer_length); // a Unix peer's name is as long as the kernel said
     return {{}, socket(context(), m_result, m_peer)};
 }
 
