@@ -22,6 +22,7 @@
 #include "ucoro/detail/cancellation_scope.hpp"
 #include "ucoro/detail/operation.hpp"
 #include "ucoro/detail/ring.hpp"
+#include "ucoro/remote_context.hpp"
 #include "ucoro/task.hpp"
 #include "ucoro/task_handle.hpp"
 
@@ -90,6 +91,10 @@ struct io_context_options {
     /// The batch that ends a batch_wait early. Below 2 there is nothing to batch and the loop
     /// wakes at the first completion.
     unsigned batch_wait_events = 16;
+    /// Wake a context for cross-thread messages (remote_context) with IORING_OP_MSG_RING
+    /// where the kernel has it (5.18; ring_features::msg_ring); false forces the eventfd
+    /// fallback. Measured in docs/scaling.md.
+    bool msg_ring = true;
     /// Where to write the trace (trace.hpp): one line per SQE, CQE and spawned task. Null
     /// means stderr if UCORO_TRACE=1 is in the environment, otherwise no trace.
     std::FILE* trace = nullptr;
@@ -217,6 +222,17 @@ public:
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
 
+    /// The handle other threads use to post callables to this context (remote_context.hpp).
+    /// Call it on the context's own thread; the handles it returns may go anywhere. The
+    /// first call sets up the cross-thread inbox (and, on the eventfd path, arms its poll).
+    remote_context remote();
+
+    /// While held, run() keeps waiting for cross-thread messages when it has no work of its
+    /// own, instead of returning; release() undoes one hold(). stop() ends run() all the
+    /// same. Both are for the context's own thread (another thread posts a release).
+    void hold();
+    void release() noexcept { --m_holds; }
+
     /// Where the trace goes (trace.hpp), or null when tracing is off.
     std::FILE* trace_output() const noexcept { return m_trace; }
 
@@ -271,6 +287,8 @@ private:
     void dispatch(bool resume);
     void cancel_all_in_flight();
     void cancel_adopted();
+    void receive_messages(bool resume);
+    void arm_wake_poll();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
     detail::operation*& in_flight_list(int fd) noexcept;
@@ -304,6 +322,8 @@ private:
     std::FILE* m_trace = nullptr; // read once: one predictable branch per SQE and CQE
     unsigned m_dropped_seen = 0;  // the CQ overflow counter when last checked
     std::exception_ptr m_failure; // set once the ring has failed for good
+    std::shared_ptr<detail::inbox> m_inbox; // made by the first remote(): other threads' door
+    unsigned m_holds = 0;
     statistics m_stats;
 };
 

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <system_error>
 
+#include <poll.h>
+
 #include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/detail/spawn.hpp"
 #include "ucoro/trace.hpp"
@@ -72,6 +74,13 @@ io_context::~io_context() {
     // Nothing may start now: a buffer given back by a frame destroyed below must not re-arm
     // its stream (receive streams do not arm in a stopping context).
     m_stop_requested = true;
+    if (m_inbox) {
+        // Posts from now on are refused (remote_context::post returns false); what was
+        // accepted runs here, once, as promised, in a stopped context.
+        detail::inbox::run_all(m_inbox->close(), [this](std::exception_ptr error) {
+            report_unhandled_exception(error);
+        });
+    }
     if (drain_on_destruction()) {
         // Every operation has completed, so the kernel refers to no frame any more and
         // the detached tasks that never finished can be freed.
@@ -199,7 +208,7 @@ void io_context::run_loop(const bool* done) {
         } else if (m_adoptions_pending) {
             cancel_adopted();
         }
-        if (m_in_flight == 0 && m_ready.empty()) {
+        if (m_in_flight == 0 && m_ready.empty() && (m_holds == 0 || m_stop_requested)) {
             // The stop, if any, is complete: nothing is left. Tasks spawned from now on are
             // not cancelled (the scopes of earlier ones stay requested).
             m_stop_requested = false;
@@ -338,8 +347,13 @@ void io_context::dispatch(bool resume) {
         const reaped c = m_completions[i];
         auto* op = reinterpret_cast<detail::operation*>(static_cast<std::uintptr_t>(c.user_data));
         trace::cqe(m_trace, op, c.result, c.flags);
-        if (op == nullptr) {
-            continue; // completion of a cancel request: it owns no memory
+        if (c.user_data <= detail::wake_user_data) [[unlikely]] {
+            // 0: completion of a cancel request, which owns no memory. 1: another thread
+            // posted to the inbox.
+            if (c.user_data == detail::wake_user_data) {
+                receive_messages(resume);
+            }
+            continue;
         }
         if ((c.flags & IORING_CQE_F_MORE) == 0) {
             unlink(*op); // its final CQE: the kernel is done with op
@@ -352,6 +366,51 @@ void io_context::dispatch(bool resume) {
         }
     }
     m_completions.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages from other threads
+// ---------------------------------------------------------------------------------------
+
+remote_context io_context::remote() {
+    if (!m_inbox) {
+        const auto method =
+            m_features.msg_ring ? detail::wake_method::msg_ring : detail::wake_method::eventfd;
+        m_inbox = std::make_shared<detail::inbox>(m_ring.ring_fd, method);
+        if (method == detail::wake_method::eventfd) {
+            arm_wake_poll();
+        }
+    }
+    return remote_context(m_inbox);
+}
+
+void io_context::hold() {
+    (void)remote(); // a held loop waits for the inbox's wake-up, so there must be one
+    ++m_holds;
+}
+
+void io_context::arm_wake_poll() {
+    // Not an operation: it refers to no memory, so it needs no tracking, keeps no run()
+    // alive, and ~io_context may leave it to the ring's teardown.
+    io_uring_sqe* sqe = acquire_sqe();
+    io_uring_prep_poll_add(sqe, m_inbox->eventfd(), POLLIN);
+    io_uring_sqe_set_data64(sqe, detail::wake_user_data);
+    trace::sqe(m_trace, *sqe, nullptr);
+}
+
+void io_context::receive_messages(bool resume) {
+    if (!resume) {
+        return; // the destructor's drain: it runs what is queued itself, after closing
+    }
+    if (m_inbox->method() == detail::wake_method::eventfd) {
+        // Clear the counter before taking the messages, so a post after take_all() fires
+        // the (re-armed) poll again.
+        m_inbox->consume_eventfd();
+        arm_wake_poll();
+    }
+    detail::inbox::run_all(m_inbox->take_all(), [this](std::exception_ptr error) {
+        report_unhandled_exception(error);
+    });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -43,6 +43,9 @@ struct ring_features {
     /// submitting one (an older kernel refuses it with EINVAL); without it a stream at its
     /// share cancels its request instead.
     bool recv_limit = false;
+    /// IORING_OP_MSG_RING (Linux 5.18): one ring posts a CQE into another, the wake-up for
+    /// cross-thread messages (remote_context); without it, an eventfd the loop polls.
+    bool msg_ring = false;
 };
 
 /// Gives a multishot receive a total byte limit (ring_features::recv_limit): sqe->optlen,

@@ -89,6 +89,7 @@ ring_features probe_features(const io_uring_probe& probe, const io_context_optio
     // IORING_OP_SOCKET (5.19) stands for it, so kernels older than that send plainly.
     features.send_waitall =
         options.send_waitall && io_uring_opcode_supported(&probe, IORING_OP_SOCKET);
+    features.msg_ring = options.msg_ring && io_uring_opcode_supported(&probe, IORING_OP_MSG_RING);
     return features;
 }
 
