@@ -319,9 +319,9 @@ private:
     detail::cancellation_scope m_root_scope;           // every spawned task's scope hangs below it
     exception_handler m_exception_handler;
     detail::fault_injector* m_faults = nullptr;
-    std::FILE* m_trace = nullptr; // read once: one predictable branch per SQE and CQE
-    unsigned m_dropped_seen = 0;  // the CQ overflow counter when last checked
-    std::exception_ptr m_failure; // set once the ring has failed for good
+    std::FILE* m_trace = nullptr;           // read once: one predictable branch per SQE and CQE
+    unsigned m_dropped_seen = 0;            // the CQ overflow counter when last checked
+    std::exception_ptr m_failure;           // set once the ring has failed for good
     std::shared_ptr<detail::inbox> m_inbox; // made by the first remote(): other threads' door
     unsigned m_holds = 0;
     statistics m_stats;

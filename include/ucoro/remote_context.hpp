@@ -47,8 +47,7 @@ public:
             return false;
         }
         using stored = detail::callable_message<std::decay_t<Callable>>;
-        return m_inbox->post(std::make_unique<stored>(std::forward<Callable>(callable))) ==
-               nullptr;
+        return m_inbox->post(std::make_unique<stored>(std::forward<Callable>(callable))) == nullptr;
     }
 
     explicit operator bool() const noexcept { return m_inbox != nullptr; }

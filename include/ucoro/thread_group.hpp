@@ -70,8 +70,8 @@ private:
                     const setup_function& setup, int cpu) noexcept;
 
     std::vector<std::thread> m_threads;
-    std::vector<remote_context> m_remotes;   // written before the constructor returns
-    std::vector<io_context*> m_contexts;     // read only by callables run on their thread
+    std::vector<remote_context> m_remotes;    // written before the constructor returns
+    std::vector<io_context*> m_contexts;      // read only by callables run on their thread
     std::vector<std::exception_ptr> m_errors; // each written by its own thread
     std::unique_ptr<std::latch> m_started;    // every thread set up: the loops may start
     std::atomic<bool> m_finished{false};

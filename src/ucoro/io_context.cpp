@@ -408,9 +408,8 @@ void io_context::receive_messages(bool resume) {
         m_inbox->consume_eventfd();
         arm_wake_poll();
     }
-    detail::inbox::run_all(m_inbox->take_all(), [this](std::exception_ptr error) {
-        report_unhandled_exception(error);
-    });
+    detail::inbox::run_all(m_inbox->take_all(),
+                           [this](std::exception_ptr error) { report_unhandled_exception(error); });
 }
 
 // ---------------------------------------------------------------------------------------

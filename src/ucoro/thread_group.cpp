@@ -45,8 +45,7 @@ thread_group::thread_group(thread_group_options options, setup_function setup) {
     // and any thread may stop() the group.
     m_started = std::make_unique<std::latch>(count);
     for (unsigned i = 0; i < count; ++i) {
-        const int cpu =
-            options.pin_to_cpus && !cpus.empty() ? cpus[i % cpus.size()] : -1;
+        const int cpu = options.pin_to_cpus && !cpus.empty() ? cpus[i % cpus.size()] : -1;
         try {
             m_threads.emplace_back(
                 [this, i, &options, &setup, cpu] { run_thread(i, options, setup, cpu); });
