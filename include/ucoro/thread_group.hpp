@@ -41,8 +41,12 @@ public:
 
     /// Starts the threads and returns once every context exists and its setup has run.
     /// If a context cannot be created or a setup throws, stops the others, joins them and
-    /// throws the first such exception.
-    thread_group(thread_group_options options, setup_function setup);
+    /// throws the first such exception. `after_run`, if any, runs on each thread once its
+    /// run() has returned (or thrown), before its context is destroyed: the place to take
+    /// the thread's counters and to destroy what setup made that must go before the
+    /// context (a listener, a buffer_ring). It must outlive the group.
+    thread_group(thread_group_options options, setup_function setup,
+                 const setup_function* after_run = nullptr);
     /// stop() and join() if join() has not been called; an exception from a thread is lost.
     ~thread_group();
     thread_group(const thread_group&) = delete;
@@ -67,7 +71,8 @@ public:
 
 private:
     void run_thread(unsigned index, const thread_group_options& options,
-                    const setup_function& setup, int cpu) noexcept;
+                    const setup_function& setup, int cpu,
+                    const setup_function* after_run) noexcept;
 
     std::vector<std::thread> m_threads;
     std::vector<remote_context> m_remotes;    // written before the constructor returns

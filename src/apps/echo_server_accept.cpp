@@ -1,5 +1,6 @@
 #include "echo_server_accept.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <exception>
@@ -9,6 +10,7 @@
 #include <fmt/core.h>
 
 #include "echo_server_connection.hpp"
+#include "ucoro/poll.hpp"
 #include "echo_server_drain.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/when_any.hpp"
@@ -72,7 +74,20 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
             // connection closing from here on, even before a pause begins, ends that pause.
             controls->accept_wake->reset();
         }
-        if (limit != 0 && controls->live >= limit) {
+        if (limit != 0 && controls->shared != nullptr && controls->shared->controls.size() > 1) {
+            // With threads the limit is the server's, and a slot is reserved before the
+            // accept (so that threads accepting at once cannot pass it together). Only once
+            // a connection waits on this thread's listener: a slot held by an accept that
+            // waits could starve a thread whose backlog does hold connections.
+            auto [poll_error, ready] = co_await poll(context, listener.native_handle(), POLLIN);
+            (void)ready;
+            if (poll_error) {
+                continue; // a drain or a stop cancelled it: the loop's condition decides
+            }
+        }
+        const bool full = limit != 0 && (controls->shared != nullptr ? !controls->reserve_slot()
+                                                                      : controls->live >= limit);
+        if (full) {
             if (!at_limit && !quiet) {
                 fmt::print("{} connections: not accepting until one closes\n", limit);
             }
@@ -89,9 +104,17 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
             accepted = co_await connections.next();
         }
         auto& [error, connection] = accepted;
+        if (error && limit != 0 && controls->shared != nullptr) {
+            controls->release_slot(); // reserved for this accept, which brought nobody
+        }
         if (!error) {
-            if (backing_off) {
-                // Ends the episode, so that the log pairs every pause with its end.
+            // Ends the episode, so that the log pairs every pause with its end.
+            if (controls != nullptr && controls->shared != nullptr) {
+                std::atomic<bool>& episode = controls->shared->backing_off;
+                if (episode.load(std::memory_order_relaxed) && episode.exchange(false)) {
+                    fmt::print(stderr, "ucoro-echo-server: accepting new connections again\n");
+                }
+            } else if (backing_off) {
                 fmt::print(stderr, "ucoro-echo-server: accepting new connections again\n");
                 backing_off = false;
             }
@@ -119,7 +142,11 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         }
         if (is_resource_accept_error(error)) {
             // One line per episode: the episode ends at the next successful accept.
-            if (!backing_off) {
+            bool starts = !backing_off;
+            if (controls != nullptr && controls->shared != nullptr) {
+                starts = !controls->shared->backing_off.exchange(true);
+            }
+            if (starts) {
                 fmt::print(stderr,
                            "ucoro-echo-server: accept: {}; pausing new connections until one "
                            "closes (raise the limit with 'ulimit -n')\n",

@@ -1,6 +1,9 @@
 #include "echo_server_controls.hpp"
 
 #include <algorithm>
+#include <system_error>
+
+#include <fmt/core.h>
 
 namespace ucoro::apps {
 
@@ -25,17 +28,80 @@ unsigned batch_for(std::size_t live, unsigned max_batch) noexcept {
 
 void server_controls::connection_opened() noexcept {
     ++live;
+    if (shared != nullptr && shared->max_connections == 0) {
+        shared->live.fetch_add(1, std::memory_order_relaxed); // with a limit: reserve_slot
+    }
     context->set_batch_wait_events(batch_for(live, max_batch));
+}
+
+bool server_controls::reserve_slot() noexcept {
+    if (shared->live.fetch_add(1, std::memory_order_relaxed) < shared->max_connections) {
+        return true;
+    }
+    shared->live.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+}
+
+void server_controls::release_slot() noexcept {
+    const std::size_t before = shared->live.fetch_sub(1, std::memory_order_relaxed);
+    if (before == shared->max_connections && shared->controls.size() > 1) {
+        // The server was full: the other threads' accept loops may be paused at the limit.
+        for (std::size_t i = 0; i < shared->remotes.size(); ++i) {
+            if (i == index) {
+                continue;
+            }
+            server_controls* other = shared->controls[i];
+            try {
+                (void)shared->remotes[i].post([other] { other->wake_accept_loop(); });
+            } catch (...) {
+                // No memory, or no wake-up: that loop's pause ends by its own timeout.
+            }
+        }
+    }
 }
 
 void server_controls::connection_closed() noexcept {
     --live;
+    if (shared != nullptr) {
+        if (shared->max_connections != 0) {
+            release_slot();
+        } else {
+            shared->live.fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
     context->set_batch_wait_events(batch_for(live, max_batch));
     if (draining && live == 0) {
         context->stop(); // the drain is complete
+        if (drained) {
+            drained();
+        }
         return;
     }
     wake_accept_loop();
+}
+
+bool server_controls::begin_drain(int listen_fd) noexcept {
+    draining = true;
+    try {
+        context->cancel_fd(listen_fd); // ends the armed accept; the loop sees draining, stops
+    } catch (const std::system_error& e) {
+        // The ring cannot take the cancel (io_uring_enter failed flushing a full SQ). Going
+        // on without it would leave the accept armed: stop now instead.
+        fmt::print(stderr, "ucoro-echo-server: cannot start the drain ({}); stopping now\n",
+                   e.what());
+        deadlines->shut_down_all();
+        context->stop();
+        return false;
+    }
+    wake_accept_loop();
+    deadlines->shut_down_receives();
+    if (live == 0) {
+        context->stop(); // no connection, so no send that only a shutdown could end
+        if (drained) {
+            drained();
+        }
+    }
+    return true;
 }
 
 } // namespace ucoro::apps

@@ -22,6 +22,32 @@ task<std::error_code> sleep_task(io_context& context, std::chrono::milliseconds 
     co_return co_await sleep_for(context, duration);
 }
 
+task<std::error_code> wait_for(async_event& event) {
+    co_return co_await event.wait();
+}
+
+// Posts `action(controls)` to every serving thread; a thread already gone is skipped.
+template <typename Action>
+void on_every_thread(serving_threads& threads, Action action) {
+    for (std::size_t i = 0; i < threads.shared->remotes.size(); ++i) {
+        server_controls* controls = threads.shared->controls[i];
+        const int listen_fd = threads.listen_fds[i];
+        try {
+            (void)threads.shared->remotes[i].post(
+                [controls, listen_fd, action] { action(*controls, listen_fd); });
+        } catch (const std::exception& e) {
+            // Out of memory, or the wake-up failed (the message still runs at the next one).
+            fmt::print(stderr, "ucoro-echo-server: cannot reach thread {}: {}\n", i, e.what());
+        }
+    }
+}
+
+void close_everything(serving_threads& threads) {
+    on_every_thread(threads, [](server_controls& controls, int) {
+        stop_serving(*controls.context, &controls);
+    });
+}
+
 } // namespace
 
 void stop_serving(io_context& context, server_controls* controls) noexcept {
@@ -31,46 +57,40 @@ void stop_serving(io_context& context, server_controls* controls) noexcept {
     context.stop();
 }
 
-task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd,
-                         server_controls& controls, std::chrono::milliseconds drain_timeout) {
-    auto [error, signal_number] = co_await signals.wait();
-    if (error) {
-        stop_serving(context, &controls);
+task<void> coordinate_shutdown(io_context& main_context, signal_set& signals,
+                               serving_threads& threads, std::chrono::milliseconds drain_timeout) {
+    auto first = co_await when_any(signals.wait(), wait_for(*threads.first_ended));
+    const auto* received = std::get_if<0>(&first.value);
+    if (first.index != 0 || received == nullptr || received->error) {
+        // A thread ended on its own (its accept loop failed), or the signals failed.
+        threads.failed = first.index != 0;
+        close_everything(threads);
+        (void)co_await threads.all_ended->wait();
+        main_context.stop();
         co_return;
     }
-    const std::size_t live = controls.live;
+    const std::size_t live = threads.shared->live.load(std::memory_order_relaxed);
     fmt::print("caught {}, draining {} connection{} (up to {} ms; again to stop at once)\n",
-               signal_name(signal_number), live, live == 1 ? "" : "s", drain_timeout.count());
-    controls.draining = true;
-    try {
-        context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
-    } catch (const std::system_error& e) {
-        // The ring cannot take the cancel (io_uring_enter failed flushing a full SQ). Going
-        // on without it would leave the accept armed; letting the exception out would leave
-        // the signals blocked with nobody reading them, so no signal could stop us. Stop now.
-        fmt::print(stderr, "ucoro-echo-server: cannot start the drain ({}); stopping now\n",
-                   e.what());
-        stop_serving(context, &controls);
-        co_return;
+               signal_name(received->value), live, live == 1 ? "" : "s", drain_timeout.count());
+    on_every_thread(threads, [](server_controls& controls, int listen_fd) {
+        (void)controls.begin_drain(listen_fd);
+    });
+    threads.group->finish(); // each loop returns once its connections are gone
+    auto outcome = co_await when_any(sleep_task(main_context, drain_timeout), signals.wait(),
+                                     wait_for(*threads.all_ended));
+    if (outcome.index != 2) {
+        if (outcome.index == 1) {
+            fmt::print("caught a second signal, closing connections now\n");
+        } else {
+            const std::size_t left = threads.shared->live.load(std::memory_order_relaxed);
+            fmt::print("drain timeout: closing the {} remaining connection{}\n", left,
+                       left == 1 ? "" : "s");
+        }
+        // Each connection then unwinds and closes its socket.
+        close_everything(threads);
+        (void)co_await threads.all_ended->wait();
     }
-    controls.wake_accept_loop();
-    controls.deadlines->shut_down_receives();
-    if (live == 0) {
-        context.stop(); // no connection, so no send that only a shutdown could end
-        co_return;
-    }
-    auto outcome = co_await when_any(sleep_task(context, drain_timeout), signals.wait());
-    if (context.stop_requested()) {
-        co_return; // every connection closed in time
-    }
-    if (outcome.index == 1) {
-        fmt::print("caught a second signal, closing connections now\n");
-    } else {
-        fmt::print("drain timeout: closing the {} remaining connection{}\n", controls.live,
-                   controls.live == 1 ? "" : "s");
-    }
-    // Each connection then unwinds and closes its socket.
-    stop_serving(context, &controls);
+    main_context.stop();
 }
 
 } // namespace ucoro::apps

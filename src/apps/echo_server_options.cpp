@@ -8,6 +8,8 @@
 
 #include <fmt/core.h>
 
+#include "ucoro/thread_group.hpp"
+
 namespace ucoro::apps {
 
 namespace {
@@ -16,7 +18,7 @@ constexpr std::string_view usage =
     "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
     "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
     "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] [--metrics HOST:PORT] "
-    "{HOST PORT | unix:PATH}";
+    "[--threads N] {HOST PORT | unix:PATH}";
 
 // The drain's default: long enough for echoes in flight, short enough for a service manager.
 constexpr std::chrono::milliseconds default_drain_timeout{5000};
@@ -37,6 +39,8 @@ constexpr std::chrono::milliseconds default_send_timeout{10'000};
 // once.
 constexpr std::chrono::microseconds default_batch_wait{200};
 constexpr std::chrono::microseconds max_batch_wait{1'000'000};
+// A bound that catches a typo (--threads 10000) before it starts that many rings.
+constexpr std::size_t max_threads = 1024;
 
 // The optional kernel features and fast-path techniques --disable can force off, so that
 // each fallback runs (and is tested) on a kernel that has them all.
@@ -122,6 +126,7 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
     std::chrono::milliseconds send_timeout = default_send_timeout;
     std::chrono::milliseconds drain_timeout = default_drain_timeout;
     std::size_t max_connections = 0;
+    std::size_t threads = 0; // 0: one per CPU this process may use
     io_context_options options;
     options.batch_wait = default_batch_wait;
     bool batch_wait = true; // --disable batch-wait, whatever --batch-wait says
@@ -170,11 +175,20 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
                        "  --metrics HOST:PORT\n"
                        "            serve the counters at http://HOST:PORT/metrics in Prometheus'\n"
                        "            text format ([::1]:PORT for IPv6; port 0 picks a free one)\n"
+                       "  --threads N\n"
+                       "            accept and echo on N threads, each with its own io_uring,\n"
+                       "            buffer ring and listening socket (SO_REUSEPORT: the kernel\n"
+                       "            spreads connections over them); --max-connections counts\n"
+                       "            them all (default: one per CPU this process may run on,\n"
+                       "            {} here, as sched_getaffinity reports, so taskset and\n"
+                       "            container limits are honoured; 1 is the single-threaded\n"
+                       "            server)\n"
                        "SECONDS is a positive number, fractions allowed (0.5), at most 86400.\n"
                        "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n"
                        "         ucoro-echo-server unix:/run/ucoro-echo.sock\n",
                        usage, disable_features, default_send_timeout.count() / 1000.0,
-                       default_drain_timeout.count() / 1000.0, default_batch_wait.count());
+                       default_drain_timeout.count() / 1000.0, default_batch_wait.count(),
+                       thread_group::available_cpus());
             return exit_with(0);
         }
         if (arg == "-q" || arg == "--quiet") {
@@ -186,11 +200,22 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
         } else if (arg == "--simple") {
             simple = true;
         } else if (arg == "--idle-timeout" || arg == "--send-timeout" || arg == "--drain-timeout" ||
-                   arg == "--max-connections") {
+                   arg == "--max-connections" || arg == "--threads") {
             if (i + 1 >= argc) {
                 return exit_with(usage_error(program, fmt::format("{} needs a value", arg)));
             }
             const std::string_view value = argv[++i];
+            if (arg == "--threads") {
+                const auto count_of_threads = parse_count(value);
+                if (!count_of_threads || *count_of_threads > max_threads) {
+                    return exit_with(usage_error(
+                        program, fmt::format("--threads must be a whole number from 1 to {}, "
+                                             "not '{}'",
+                                             max_threads, value)));
+                }
+                threads = *count_of_threads;
+                continue;
+            }
             if (arg == "--max-connections") {
                 const auto limit = parse_count(value);
                 if (!limit) {
@@ -289,6 +314,15 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
     parsed.send_timeout = send_timeout;
     parsed.drain_timeout = drain_timeout;
     parsed.max_connections = max_connections;
+    // SO_REUSEPORT spreads TCP connections only: a unix socket's path binds once, so it is
+    // served by one thread.
+    if (local->is_unix() && threads > 1) {
+        return exit_with(usage_error(program, "--threads above 1 needs HOST PORT: a unix socket "
+                                              "is served by one thread"));
+    }
+    parsed.threads = local->is_unix() ? 1U
+                     : threads != 0   ? static_cast<unsigned>(threads)
+                                      : thread_group::available_cpus();
     parsed.loop = options;
     parsed.local = *local;
     parsed.metrics_local = metrics_local;

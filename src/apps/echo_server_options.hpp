@@ -26,6 +26,7 @@ struct echo_server_options {
     std::chrono::milliseconds send_timeout{0}; // 0: off
     std::chrono::milliseconds drain_timeout{0};
     std::size_t max_connections = 0;           // 0: no limit
+    unsigned threads = 1;                      // --threads, or one per CPU we may use
     io_context_options loop;                   // --disable's kernel features, --batch-wait
     net::address local;                        // HOST PORT
     std::optional<net::address> metrics_local; // --metrics HOST:PORT

@@ -1,12 +1,14 @@
 #include "server_metrics.hpp"
 
 #include <iterator>
+#include <memory>
 #include <span>
 #include <system_error>
 #include <utility>
 
 #include <fmt/core.h>
 
+#include "ucoro/async_event.hpp"
 #include "ucoro/net/socket.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/timeout.hpp"
@@ -167,6 +169,70 @@ metrics_sample take_sample(const io_context& context, const metrics_sources& sou
     return s;
 }
 
+void add_to(metrics_sample& total, const metrics_sample& s) {
+    total.connections_live += s.connections_live;
+    total.connections_accepted += s.connections_accepted;
+    total.bytes_in += s.bytes_in;
+    total.bytes_out += s.bytes_out;
+    total.messages_in += s.messages_in;
+    total.messages_out += s.messages_out;
+    total.idle_timeouts += s.idle_timeouts;
+    total.send_timeouts += s.send_timeouts;
+    total.accept_pauses += s.accept_pauses;
+    total.enobufs_rearms += s.enobufs_rearms;
+    total.share_pauses += s.share_pauses;
+    total.private_receives += s.private_receives;
+    total.uring_enters += s.uring_enters;
+    total.uring_sqes += s.uring_sqes;
+    total.uring_cqes += s.uring_cqes;
+}
+
+// A scrape's replies, on the scraper's thread. Shared with the callables in flight, so that
+// a reply arriving after the scraper gave up touches this and not a dead frame.
+struct gathering {
+    metrics_sample total;
+    std::size_t pending = 0;
+    async_event* done = nullptr; // null once the scraper stopped waiting
+};
+
+// Asks every thread for its sample (a post there, a post back) and sums what comes back. A
+// thread that is gone, or that cannot be reached, counts as nothing.
+task<metrics_sample> gather_sample(io_context& context, const std::vector<metrics_thread>& threads) {
+    auto state = std::make_shared<gathering>();
+    async_event done(context);
+    const remote_context here = context.remote();
+    for (const metrics_thread& thread : threads) {
+        const metrics_thread* source = &thread;
+        try {
+            const bool posted = thread.remote.post([source, here, state] {
+                metrics_sample sample;
+                if (*source->alive) {
+                    sample = take_sample(*source->context, source->sources);
+                }
+                (void)here.post([state, sample] {
+                    add_to(state->total, sample);
+                    if (--state->pending == 0 && state->done != nullptr) {
+                        state->done->set();
+                    }
+                });
+            });
+            state->pending += posted ? 1 : 0;
+        } catch (const std::exception&) {
+            // Unreachable thread (no memory, no wake-up): its part is missing this time.
+        }
+    }
+    if (state->pending > 0) {
+        // Cleared on every way out, a frame destroyed while waiting included.
+        struct waiting {
+            gathering& state;
+            ~waiting() { state.done = nullptr; }
+        } guard{*state};
+        state->done = &done;
+        (void)co_await done.wait(); // cancelled only by a stop: answer with what came
+    }
+    co_return state->total;
+}
+
 // Finds the end of a request head; the blank line may be bare "\n\n" from a hand-typed request.
 bool head_complete(std::string_view received) {
     return received.find("\r\n\r\n") != std::string_view::npos ||
@@ -201,9 +267,13 @@ task<void> answer_scraper(io_context& context, net::socket connection, metrics_s
         const http_verdict verdict = complete
                                          ? judge_request(std::string_view(head).substr(0, filled))
                                          : http_verdict::bad_request; // over the size bound
-        const std::string response = http_response(
-            verdict,
-            verdict == http_verdict::metrics ? render_metrics(take_sample(context, sources)) : "");
+        std::string body;
+        if (verdict == http_verdict::metrics) {
+            body = render_metrics(sources.threads != nullptr
+                                      ? co_await gather_sample(context, *sources.threads)
+                                      : take_sample(context, sources));
+        }
+        const std::string response = http_response(verdict, body);
         // A few KiB into a fresh socket's send buffer: the send completes at once even for a
         // peer that never reads; the timeout bounds a peer that shrank its window.
         auto [send_error, sent] = co_await with_timeout(

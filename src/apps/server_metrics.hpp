@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
+#include "ucoro/remote_context.hpp"
 #include "ucoro/task.hpp"
 
 #include "connection_deadlines.hpp"
@@ -38,7 +40,7 @@ struct metrics_sample {
 };
 
 /// The sample in the text exposition format: # HELP, # TYPE, then the samples. No thread
-/// label: the server runs one loop on one thread; a per-thread label comes with threads.
+/// label: with --threads, every counter is the sum over the threads.
 std::string render_metrics(const metrics_sample& sample);
 
 /// What a request asks for, judged from its head (everything up to the blank line).
@@ -48,12 +50,27 @@ http_verdict judge_request(std::string_view head);
 /// The whole HTTP response for a verdict (the body is `metrics_text` for `metrics`).
 std::string http_response(http_verdict verdict, std::string_view metrics_text);
 
-/// Where the counters live, for serve_metrics to read at each scrape.
+struct metrics_thread;
+
+/// Where the counters live, for serve_metrics to read at each scrape: on the scraper's own
+/// loop, or, with `threads`, on each of those threads (each scrape asks every thread for a
+/// sample and sums them; the fields above it are then unused).
 struct metrics_sources {
     const echo_server_stats* stats = nullptr;
     const server_controls* controls = nullptr;
     const connection_deadlines* deadlines = nullptr;
     const buffer_ring* ring = nullptr; // null on the --simple path
+    const std::vector<metrics_thread>* threads = nullptr;
+};
+
+/// A serving thread, as the scraper's loop reaches it: a sample is taken there, by a
+/// callable posted to `remote`, and posted back. `alive` (read there) is false once that
+/// thread has destroyed its sources: it then answers with nothing.
+struct metrics_thread {
+    remote_context remote;
+    const io_context* context = nullptr;
+    const bool* alive = nullptr;
+    metrics_sources sources;
 };
 
 /// The limits that keep a scraper from holding the server: each request head is read

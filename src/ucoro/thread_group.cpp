@@ -30,7 +30,8 @@ unsigned thread_group::available_cpus() {
     return std::max<unsigned>(1, static_cast<unsigned>(allowed_cpus().size()));
 }
 
-thread_group::thread_group(thread_group_options options, setup_function setup) {
+thread_group::thread_group(thread_group_options options, setup_function setup,
+                           const setup_function* after_run) {
     const std::vector<int> cpus = allowed_cpus();
     const unsigned count = options.threads != 0
                                ? options.threads
@@ -48,7 +49,9 @@ thread_group::thread_group(thread_group_options options, setup_function setup) {
         const int cpu = options.pin_to_cpus && !cpus.empty() ? cpus[i % cpus.size()] : -1;
         try {
             m_threads.emplace_back(
-                [this, i, &options, &setup, cpu] { run_thread(i, options, setup, cpu); });
+                [this, i, &options, &setup, cpu, after_run] {
+                    run_thread(i, options, setup, cpu, after_run);
+                });
         } catch (...) {
             // No thread: count down for the ones that will never start, end the others.
             m_started->count_down(count - i);
@@ -85,7 +88,8 @@ thread_group::~thread_group() {
 }
 
 void thread_group::run_thread(unsigned index, const thread_group_options& options,
-                              const setup_function& setup, int cpu) noexcept {
+                              const setup_function& setup, int cpu,
+                              const setup_function* after_run) noexcept {
     bool arrived = false;
     try {
         if (cpu >= 0) {
@@ -110,6 +114,9 @@ void thread_group::run_thread(unsigned index, const thread_group_options& option
         } catch (...) {
             m_errors[index] = std::current_exception();
             stop(); // the group's run/join should not wait for the others forever
+        }
+        if (after_run != nullptr && *after_run) {
+            (*after_run)(context, index);
         }
     } catch (...) {
         m_errors[index] = std::current_exception();

@@ -34,7 +34,11 @@ class listener {
 public:
     /// Throws std::system_error naming the step that failed ("bind 127.0.0.1:65432") and
     /// carrying its errno (EADDRINUSE when the port or path is taken).
-    listener(io_context& context, const address& local, int backlog = SOMAXCONN);
+    /// With `reuse_port` (SO_REUSEPORT), several listeners, one per thread, may bind the
+    /// same address and port, and the kernel spreads new connections over them by a hash
+    /// of each connection's addresses and ports (TCP only).
+    listener(io_context& context, const address& local, int backlog = SOMAXCONN,
+             bool reuse_port = false);
     listener(listener&& other) noexcept;
     listener& operator=(listener&&) = delete;
     listener(const listener&) = delete;

@@ -39,7 +39,7 @@ bool is_stale_socket(const address& local) {
 
 } // namespace
 
-listener::listener(io_context& context, const address& local, int backlog)
+listener::listener(io_context& context, const address& local, int backlog, bool reuse_port)
     : m_context(&context), m_fd(-1), m_local(local) {
     m_fd = ::socket(local.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (m_fd < 0) {
@@ -49,6 +49,10 @@ listener::listener(io_context& context, const address& local, int backlog)
     const int one = 1;
     if (!local.is_unix() && ::setsockopt(m_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
         fail(m_fd, "setsockopt SO_REUSEADDR", local);
+    }
+    if (reuse_port && !local.is_unix() &&
+        ::setsockopt(m_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        fail(m_fd, "setsockopt SO_REUSEPORT", local);
     }
     if (::bind(m_fd, local.data(), local.size()) != 0) {
         int error = errno;
