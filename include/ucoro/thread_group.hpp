@@ -71,8 +71,7 @@ public:
 
 private:
     void run_thread(unsigned index, const thread_group_options& options,
-                    const setup_function& setup, int cpu,
-                    const setup_function* after_run) noexcept;
+                    const setup_function& setup, int cpu, const setup_function* after_run) noexcept;
 
     std::vector<std::thread> m_threads;
     std::vector<remote_context> m_remotes;    // written before the constructor returns

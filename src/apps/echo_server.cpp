@@ -99,7 +99,8 @@ void set_up_thread(io_context& context, unsigned index, serving_thread& state,
             // throughput in every configuration of bench/run, and half the 4 MiB that stays
             // resident once every buffer has been used, which 5,000 idle connections share
             // (section 7). Per thread: each ring is its own thread's.
-            state.ring.emplace(context, buffer_ring_options{.count = 128, .buffer_size = 16 * 1024});
+            state.ring.emplace(context,
+                               buffer_ring_options{.count = 128, .buffer_size = 16 * 1024});
             state.path = fmt::format(
                 "buffer ring ({} x {} B, {} receive, share {} buffers per connection, {})",
                 state.ring->count(), state.ring->buffer_size(),
@@ -108,7 +109,8 @@ void set_up_thread(io_context& context, unsigned index, serving_thread& state,
                 context.features().recv_limit ? "receive limit on"
                                               : "receive limit off: paused by cancel");
         } catch (const std::system_error& e) {
-            state.path = fmt::format("simple, because the buffer ring is unavailable: {}", e.what());
+            state.path =
+                fmt::format("simple, because the buffer ring is unavailable: {}", e.what());
         }
     }
     state.deadlines.emplace(context, options.idle_timeout, options.send_timeout);
@@ -228,16 +230,16 @@ int echo_server_main(int argc, char** argv) {
                                                            unsigned index) {
             tear_down_thread(thread_context, states[index]);
             // Tells the main loop; refused only once the main loop is gone.
-            (void)main_remote.post([&threads, &first_ended, &all_ended, notes_open,
-                                    count = options.threads] {
-                if (!*notes_open) {
-                    return;
-                }
-                first_ended.set();
-                if (++threads.ended == count) {
-                    all_ended.set();
-                }
-            });
+            (void)main_remote.post(
+                [&threads, &first_ended, &all_ended, notes_open, count = options.threads] {
+                    if (!*notes_open) {
+                        return;
+                    }
+                    first_ended.set();
+                    if (++threads.ended == count) {
+                        all_ended.set();
+                    }
+                });
         };
         std::optional<thread_group> group;
         try {

@@ -10,8 +10,8 @@
 #include <fmt/core.h>
 
 #include "echo_server_connection.hpp"
-#include "ucoro/poll.hpp"
 #include "echo_server_drain.hpp"
+#include "ucoro/poll.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/when_any.hpp"
 
@@ -86,7 +86,7 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
             }
         }
         const bool full = limit != 0 && (controls->shared != nullptr ? !controls->reserve_slot()
-                                                                      : controls->live >= limit);
+                                                                     : controls->live >= limit);
         if (full) {
             if (!at_limit && !quiet) {
                 fmt::print("{} connections: not accepting until one closes\n", limit);

@@ -56,7 +56,7 @@ struct server_controls {
     io_context* context = nullptr;
     connection_deadlines* deadlines = nullptr; // counts live connections; times them out
     std::size_t max_connections = 0;           // 0: no limit
-    std::size_t live = 0;  // accepted and not yet closed (counted at accept, before they run)
+    std::size_t live = 0; // accepted and not yet closed (counted at accept, before they run)
     server_shared* shared = nullptr; // with threads: the server-wide count and limit
     unsigned index = 0;              // this thread's, in shared->remotes
     /// Called once when a drain on this thread is complete (its last connection closed).

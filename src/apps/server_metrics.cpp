@@ -197,7 +197,8 @@ struct gathering {
 
 // Asks every thread for its sample (a post there, a post back) and sums what comes back. A
 // thread that is gone, or that cannot be reached, counts as nothing.
-task<metrics_sample> gather_sample(io_context& context, const std::vector<metrics_thread>& threads) {
+task<metrics_sample> gather_sample(io_context& context,
+                                   const std::vector<metrics_thread>& threads) {
     auto state = std::make_shared<gathering>();
     async_event done(context);
     const remote_context here = context.remote();

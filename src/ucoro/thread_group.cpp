@@ -48,10 +48,9 @@ thread_group::thread_group(thread_group_options options, setup_function setup,
     for (unsigned i = 0; i < count; ++i) {
         const int cpu = options.pin_to_cpus && !cpus.empty() ? cpus[i % cpus.size()] : -1;
         try {
-            m_threads.emplace_back(
-                [this, i, &options, &setup, cpu, after_run] {
-                    run_thread(i, options, setup, cpu, after_run);
-                });
+            m_threads.emplace_back([this, i, &options, &setup, cpu, after_run] {
+                run_thread(i, options, setup, cpu, after_run);
+            });
         } catch (...) {
             // No thread: count down for the ones that will never start, end the others.
             m_started->count_down(count - i);

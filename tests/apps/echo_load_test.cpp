@@ -351,7 +351,8 @@ std::vector<std::uint64_t> accepted_per_thread(const std::string& out) {
         if (colon == std::string::npos || colon > line_end) {
             continue;
         }
-        counts.push_back(std::stoull(out.substr(colon + std::string_view(": connections: ").size())));
+        counts.push_back(
+            std::stoull(out.substr(colon + std::string_view(": connections: ").size())));
     }
     return counts;
 }
@@ -534,8 +535,8 @@ TEST_CASE("echo server --threads 4 returns 1 MiB per connection in random chunks
 TEST_CASE("echo server --threads 4 --simple answers small messages one by one on 1000 "
           "connections",
           "[echo_server][load][threads]") {
-    run_load("small messages, --simple, --threads 4", small_messages(), server_path::simple, {},
-             {}, 4);
+    run_load("small messages, --simple, --threads 4", small_messages(), server_path::simple, {}, {},
+             4);
 }
 
 // Each feature forced off in turn, so that every fallback serves real load on a kernel that

@@ -42,7 +42,8 @@ struct metrics_server {
     std::uint16_t port = 0;
     std::uint16_t metrics_port = 0;
 
-    explicit metrics_server(bool simple = false) : process(make_argv(simple)) {
+    explicit metrics_server(bool simple = false, unsigned threads = 0)
+        : process(make_argv(simple, threads)) {
         INFO("stderr: " << process.stderr_text());
         const auto first = process.read_stdout_line();
         REQUIRE(first);
@@ -58,10 +59,13 @@ struct metrics_server {
         REQUIRE(metrics_port != 0);
     }
 
-    static std::vector<std::string> make_argv(bool simple) {
+    static std::vector<std::string> make_argv(bool simple, unsigned threads) {
         std::vector<std::string> argv{UCORO_ECHO_SERVER, "-q"};
         if (simple) {
             argv.emplace_back("--simple");
+        }
+        if (threads != 0) {
+            argv.insert(argv.end(), {"--threads", std::to_string(threads)});
         }
         argv.insert(argv.end(), {"--metrics", "127.0.0.1:0", "127.0.0.1", "0"});
         return argv;
@@ -129,9 +133,9 @@ void check_echo_within_bound(std::uint16_t port) {
 }
 
 // Clients echo byte-exact while the test scrapes; then the counters must add up exactly.
-void check_scrape_under_load(bool simple) {
-    metrics_server server(simple);
-    constexpr int clients = 4;
+void check_scrape_under_load(bool simple, unsigned server_threads = 0) {
+    metrics_server server(simple, server_threads);
+    constexpr int clients = 8;
     constexpr int messages = 200;
     std::atomic<bool> mismatch{false};
     std::atomic<int> done{0};
@@ -197,6 +201,10 @@ void check_scrape_under_load(bool simple) {
 
 TEST_CASE("metrics: counters add up after a scrape under load, fast path") {
     check_scrape_under_load(false);
+}
+
+TEST_CASE("metrics: with 4 server threads every counter is the sum over the threads") {
+    check_scrape_under_load(false, 4);
 }
 
 TEST_CASE("metrics: counters add up after a scrape under load, --simple") {
