@@ -57,8 +57,13 @@ struct serving_thread {
     std::optional<net::listener> listener;
     std::optional<buffer_ring> ring;
     std::optional<async_event> accept_wake;
-    std::string path;   // the receive path, for -v
-    bool alive = false; // the I/O objects above exist (for --metrics' samples)
+    // Written by setup, then only read (the main thread may read them while the thread
+    // runs, and after it tore the objects above down).
+    std::string path; // the receive path, for -v
+    net::address local;
+    int listen_fd = -1;
+    buffer_ring* ring_in_use = nullptr;
+    bool alive = false; // the I/O objects above exist (read on the thread, for --metrics)
     // Copied in after_run, for -v.
     io_context::statistics loop;
     std::uint64_t enobufs_rearms = 0;
@@ -85,8 +90,10 @@ void set_up_thread(io_context& context, unsigned index, serving_thread& state,
         }
         throw listen_failure(e, local);
     }
+    state.local = state.listener->local_address();
+    state.listen_fd = state.listener->native_handle();
     if (bind_first != nullptr) {
-        bind_first->set_value(state.listener->local_address());
+        bind_first->set_value(state.local);
     }
     // The fast path needs provided-buffer rings (Linux 5.19); without them the server runs
     // the simple path, and says so under -v.
@@ -113,6 +120,7 @@ void set_up_thread(io_context& context, unsigned index, serving_thread& state,
                 fmt::format("simple, because the buffer ring is unavailable: {}", e.what());
         }
     }
+    state.ring_in_use = state.ring ? &*state.ring : nullptr;
     state.deadlines.emplace(context, options.idle_timeout, options.send_timeout);
     state.accept_wake.emplace(context);
     server_controls& controls = state.controls;
@@ -262,10 +270,10 @@ int echo_server_main(int argc, char** argv) {
         }
         threads.group = &*group;
         for (const serving_thread& state : states) {
-            threads.listen_fds.push_back(state.listener->native_handle());
+            threads.listen_fds.push_back(state.listen_fd);
         }
         // Announced once everything is bound: a port in use for --metrics exits before this.
-        fmt::print("listening on {}\n", states[0].listener->local_address());
+        fmt::print("listening on {}\n", states[0].local);
         if (metrics_listener) {
             fmt::print("metrics on {}\n", metrics_listener->local_address());
         }
@@ -276,7 +284,7 @@ int echo_server_main(int argc, char** argv) {
                        "batch wait {}\n",
                        features.multishot_accept ? "on" : "off",
                        features.registered_ring_fd ? "on" : "off",
-                       states[0].ring && options.gather_send ? "on" : "off",
+                       states[0].ring_in_use != nullptr && options.gather_send ? "on" : "off",
                        features.batch_wait ? fmt::format("{} us", options.loop.batch_wait.count())
                        : options.loop.batch_wait.count() == 0
                            ? std::string("off")
@@ -293,7 +301,7 @@ int echo_server_main(int argc, char** argv) {
                 metrics_threads.push_back(
                     {shared.remotes[i], state.controls.context, &state.alive,
                      metrics_sources{&state.stats, &state.controls, &*state.deadlines,
-                                     state.ring ? &*state.ring : nullptr}});
+                                     state.ring_in_use}});
             }
             // On the main thread's loop: each scrape asks every serving thread for its
             // counters (a post there and back) and sums them, so the echo threads keep
