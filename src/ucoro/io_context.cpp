@@ -381,6 +381,9 @@ remote_context io_context::remote() {
             arm_wake_poll();
         }
     }
+    if (m_inbox->method() == detail::wake_method::msg_ring) {
+        detail::prepare_sender(); // this thread is likely to post to others too
+    }
     return remote_context(m_inbox);
 }
 

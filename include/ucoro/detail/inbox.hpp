@@ -44,6 +44,12 @@ enum class wake_method {
 /// eventfd poll's. No operation lives at address 1, so the loop tells it apart by value.
 inline constexpr unsigned long long wake_user_data = 1;
 
+/// Sets up this thread's MSG_RING sender ring now, if it has none yet. A thread gets one at
+/// its first wake-up otherwise, which needs a descriptor and locked memory: a server out of
+/// descriptors could then not wake anybody. io_context::remote() calls it, so a thread with
+/// a context has its sender from the start.
+void prepare_sender() noexcept;
+
 /// The shared state between a context and everyone holding a remote_context to it. Shared
 /// (std::shared_ptr), so that a poster never touches a destroyed context: after close(),
 /// posts are refused, and the eventfd lives as long as the last holder.

@@ -67,7 +67,16 @@ private:
     int m_result = -ENOSYS;
 };
 
+sender_ring& this_thread_sender() noexcept {
+    thread_local sender_ring sender;
+    return sender;
+}
+
 } // namespace
+
+void prepare_sender() noexcept {
+    (void)this_thread_sender();
+}
 
 inbox::inbox(int ring_fd, wake_method method) : m_ring_fd(ring_fd), m_method(method) {
     if (m_method == wake_method::eventfd) {
@@ -113,8 +122,7 @@ void inbox::wake() {
         m_wake_pending = true;
         return;
     }
-    thread_local sender_ring sender;
-    if (const int result = sender.send(m_ring_fd); result < 0) {
+    if (const int result = this_thread_sender().send(m_ring_fd); result < 0) {
         // The message stays queued; the next post tries to wake the loop again.
         throw std::system_error(-result, std::system_category(),
                                 "io_context: could not wake another thread's context "
