@@ -196,13 +196,13 @@ TEST_CASE("thread_group: by default one thread per CPU this process may use, and
     thread_group_options options;
     options.pin_to_cpus = true;
     std::mutex mutex;
-    std::vector<int> cpus_per_thread;
+    std::vector<int> cpus_per_thread; // -1: sched_getaffinity failed (no Catch off-thread)
     thread_group group(options, [&](io_context&, unsigned) {
         cpu_set_t mine;
         CPU_ZERO(&mine);
-        REQUIRE(::sched_getaffinity(0, sizeof mine, &mine) == 0);
+        const int count = ::sched_getaffinity(0, sizeof mine, &mine) == 0 ? CPU_COUNT(&mine) : -1;
         std::lock_guard lock(mutex);
-        cpus_per_thread.push_back(CPU_COUNT(&mine));
+        cpus_per_thread.push_back(count);
     });
     CHECK(group.size() == thread_group::available_cpus());
     CHECK(cpus_per_thread == std::vector<int>(group.size(), 1));
