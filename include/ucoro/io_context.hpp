@@ -116,7 +116,8 @@ struct io_context_options {
 /// that created it, not merely one at a time: the registered ring descriptor
 /// (io_context_options::register_ring_fd) is an index into the creating thread's table of
 /// registered io_uring descriptors, so run() on another thread would enter another ring or
-/// fail with EBADF, and the destructor would unregister a slot of the wrong thread.
+/// fail with EBADF, and the destructor would unregister a slot of the wrong thread. Other
+/// threads reach it only through remote(); thread_group runs one context per thread.
 class io_context {
 public:
     /// Throws std::system_error with the errno of io_uring_queue_init when io_uring is not
@@ -319,11 +320,12 @@ private:
     detail::cancellation_scope m_root_scope;           // every spawned task's scope hangs below it
     exception_handler m_exception_handler;
     detail::fault_injector* m_faults = nullptr;
-    std::FILE* m_trace = nullptr;           // read once: one predictable branch per SQE and CQE
-    unsigned m_dropped_seen = 0;            // the CQ overflow counter when last checked
-    std::exception_ptr m_failure;           // set once the ring has failed for good
-    std::shared_ptr<detail::inbox> m_inbox; // made by the first remote(): other threads' door
-    unsigned m_holds = 0;
+    std::FILE* m_trace = nullptr; // read once: one predictable branch per SQE and CQE
+    unsigned m_dropped_seen = 0;  // the CQ overflow counter when last checked
+    std::exception_ptr m_failure; // set once the ring has failed for good
+    // Made by the first remote(): the door other threads post through.
+    std::shared_ptr<detail::inbox> m_inbox;
+    unsigned m_holds = 0; // hold() minus release()
     statistics m_stats;
 };
 
