@@ -298,10 +298,9 @@ int echo_server_main(int argc, char** argv) {
         if (metrics_listener) {
             for (std::size_t i = 0; i < states.size(); ++i) {
                 serving_thread& state = states[i];
-                metrics_threads.push_back(
-                    {shared.remotes[i], state.controls.context, &state.alive,
-                     metrics_sources{&state.stats, &state.controls, &*state.deadlines,
-                                     state.ring_in_use}});
+                metrics_threads.push_back({shared.remotes[i], state.controls.context, &state.alive,
+                                           metrics_sources{&state.stats, &state.controls,
+                                                           &*state.deadlines, state.ring_in_use}});
             }
             // On the main thread's loop: each scrape asks every serving thread for its
             // counters (a post there and back) and sums them, so the echo threads keep
