@@ -545,7 +545,7 @@ TEST_CASE("SIGINT drains 1000 live connections on the simple path too",
 // then holds megabytes it cannot send. The simple path holds one 16 KiB buffer; after the
 // drain's shutdown(SHUT_RD) it may legitimately echo what is queued into the free part of
 // its send buffer and finish, so it cannot be made stuck reliably (the signal handling it
-// would test is the same code, watch_signals).
+// would test is the same code, coordinate_shutdown).
 unique_fd connect_stuck_peer(const server_process& server) {
     unique_fd stuck(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     const int small = 4096;
