@@ -93,6 +93,7 @@ io_context::~io_context() {
         // the ring alive in this thread until it exits.
         (void)io_uring_unregister_ring_fd(&m_ring);
     }
+    detail::ring_unmapping();
     io_uring_queue_exit(&m_ring);
 }
 

@@ -59,6 +59,14 @@ inline void set_recv_total_limit(io_uring_sqe& sqe, unsigned bytes) noexcept {
 /// ucoro needs is there. Returns 0, or -errno (ENOSYS when the kernel is too old).
 int init_ring(io_uring& ring, const io_context_options& options, ring_features& features);
 
+/// Under ThreadSanitizer, orders every ring's teardown before any later ring's setup, as
+/// the kernel does: liburing maps and unmaps rings with raw system calls TSan does not see,
+/// so a ring mapped where another thread's ring used to be would otherwise look shared with
+/// that thread. Call ring_mapped() after a ring is set up and ring_unmapping() before
+/// io_uring_queue_exit. No-ops otherwise.
+void ring_mapped() noexcept;
+void ring_unmapping() noexcept;
+
 /// io_uring_submit_and_wait(ring, wait_nr), except that once one completion is there the
 /// kernel goes on waiting for the rest of wait_nr for up to min_wait_usec (batch_wait).
 /// liburing 2.3 has no call for this, so it flushes the SQ and enters itself. Returns the

@@ -1,5 +1,7 @@
 #include "ucoro/detail/inbox.hpp"
 
+#include "ucoro/detail/ring.hpp"
+
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -27,9 +29,13 @@ public:
             params = {};
             m_result = io_uring_queue_init_params(2, &m_ring, &params);
         }
+        if (m_result == 0) {
+            ring_mapped();
+        }
     }
     ~sender_ring() {
         if (m_result == 0) {
+            ring_unmapping();
             io_uring_queue_exit(&m_ring);
         }
     }

@@ -12,7 +12,28 @@
 
 #include "ucoro/io_context.hpp"
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer's synchronization interface (libtsan).
+extern "C" void __tsan_acquire(void* address);
+extern "C" void __tsan_release(void* address);
+#endif
+
 namespace ucoro::detail {
+
+#if defined(__SANITIZE_THREAD__)
+namespace {
+char ring_lifetimes; // the sync object: every teardown releases it, every setup acquires it
+}
+void ring_mapped() noexcept {
+    __tsan_acquire(&ring_lifetimes);
+}
+void ring_unmapping() noexcept {
+    __tsan_release(&ring_lifetimes);
+}
+#else
+void ring_mapped() noexcept {}
+void ring_unmapping() noexcept {}
+#endif
 
 namespace {
 
@@ -119,20 +140,24 @@ int init_ring(io_uring& ring, const io_context_options& options, ring_features& 
     if (result < 0) {
         return result;
     }
+    ring_mapped();
     if ((params.features & IORING_FEAT_NODROP) == 0) {
         // Before 5.5 an overflowing CQ silently loses completions: that would break the
         // exactly-once invariant, so refuse to run.
+        ring_unmapping();
         io_uring_queue_exit(&ring);
         return -ENOSYS;
     }
     io_uring_probe* probe = io_uring_get_probe_ring(&ring);
     if (probe == nullptr) {
+        ring_unmapping();
         io_uring_queue_exit(&ring);
         return -ENOSYS; // IORING_REGISTER_PROBE arrived in 5.6
     }
     for (int opcode : required_opcodes) {
         if (!io_uring_opcode_supported(probe, opcode)) {
             io_uring_free_probe(probe);
+            ring_unmapping();
             io_uring_queue_exit(&ring);
             return -ENOSYS;
         }
