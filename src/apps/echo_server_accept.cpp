@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <mutex>
 #include <system_error>
 #include <utility>
 
@@ -110,9 +111,12 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         if (!error) {
             // Ends the episode, so that the log pairs every pause with its end.
             if (controls != nullptr && controls->shared != nullptr) {
-                std::atomic<bool>& episode = controls->shared->backing_off;
-                if (episode.load(std::memory_order_relaxed) && episode.exchange(false)) {
-                    fmt::print(stderr, "ucoro-echo-server: accepting new connections again\n");
+                server_shared& shared = *controls->shared;
+                if (shared.backing_off.load(std::memory_order_relaxed)) {
+                    std::lock_guard lock(shared.episode_mutex);
+                    if (shared.backing_off.exchange(false)) {
+                        fmt::print(stderr, "ucoro-echo-server: accepting new connections again\n");
+                    }
                 }
             } else if (backing_off) {
                 fmt::print(stderr, "ucoro-echo-server: accepting new connections again\n");
@@ -142,8 +146,10 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
         }
         if (is_resource_accept_error(error)) {
             // One line per episode: the episode ends at the next successful accept.
+            std::unique_lock<std::mutex> episode_lock;
             bool starts = !backing_off;
             if (controls != nullptr && controls->shared != nullptr) {
+                episode_lock = std::unique_lock(controls->shared->episode_mutex);
                 starts = !controls->shared->backing_off.exchange(true);
             }
             if (starts) {
@@ -153,6 +159,9 @@ task<void> accept_loop(io_context& context, net::listener& listener, bool quiet,
                            error.message());
                 backing_off = true;
                 ++stats.accept_pauses;
+            }
+            if (episode_lock.owns_lock()) {
+                episode_lock.unlock(); // never held across the co_await below
             }
             // Retrying at once would fail at once: wait for a connection to close and free
             // a descriptor, or 100 ms for one freed elsewhere. The multishot accept ended

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 #include "ucoro/async_event.hpp"
@@ -42,8 +43,10 @@ struct server_shared {
     std::size_t max_connections = 0;  // 0: no limit
     /// An out-of-descriptors episode is on: the limit is the process's, so an episode is
     /// the server's, announced by the first thread to hit it and ended by the first
-    /// successful accept on any thread (a relaxed load per accept while it is off).
+    /// successful accept on any thread (a relaxed load per accept while it is off). Changed,
+    /// with its line printed, under episode_mutex, so that the lines keep the changes' order.
     std::atomic<bool> backing_off{false};
+    std::mutex episode_mutex;
     /// Each thread's context and controls, by thread index: written by each thread in its
     /// setup, read only once every thread has started (thread_group's start barrier).
     std::vector<remote_context> remotes;
