@@ -28,6 +28,7 @@
 namespace ucoro {
 
 namespace detail {
+struct context_access;
 class spawned_promise;
 class fault_injector;
 void set_fault_injector(io_context&, fault_injector*) noexcept;
@@ -153,7 +154,7 @@ public:
     /// It is task_handle::cancel applied to everything: it requests the context's root
     /// cancellation scope, to which every spawned task's scope is attached, so multishot
     /// streams and what a task starts later are reached too. What is in flight outside any
-    /// scope (an operation awaited by a plain coroutine, an adopted request) is cancelled by
+    /// scope (an operation awaited by a plain coroutine, a released request) is cancelled by
     /// the loop as well, at its next turn.
     ///
     /// A send blocked on a peer that never reads may not end: once the kernel has moved it
@@ -169,50 +170,6 @@ public:
     /// its exception). Other spawned work runs meanwhile.
     template <typename T>
     T block_on(task<T> work);
-
-    /// Asks the kernel to cancel one in-flight operation (IORING_OP_ASYNC_CANCEL). It
-    /// still completes, with operation_canceled or with its own result if it won the race.
-    void cancel(detail::operation& op);
-
-    /// Asks the kernel to cancel every request on `fd` (IORING_ASYNC_CANCEL_FD, 5.19; a
-    /// no-op on older kernels). The kernel matches every request in flight against `fd`,
-    /// so this costs O(requests in flight): fine once (the echo server's drain ends its
-    /// accept with it), too dear once per connection, which is why a close uses
-    /// cancel_operations_on() instead.
-    void cancel_fd(int fd);
-
-    /// How many operations whose SQE named `fd` are in flight without a cancel in the ring
-    /// yet: the SQEs cancel_operations_on(fd) is about to take (reserve_sqes).
-    std::size_t cancels_needed_on(int fd) const noexcept;
-
-    /// Cancels (as cancel() does, by user_data) every operation in flight whose SQE named
-    /// `fd`, found in a list kept per descriptor: it costs O(operations on `fd`) whatever
-    /// else is in flight, and takes no SQE when nothing is armed there. Used by the
-    /// awaitable closes, so that nothing stays armed on a descriptor that is about to close.
-    /// Operations on a fixed file (IOSQE_FIXED_FILE) are not listed by descriptor. The lists
-    /// go by number, not by file: an operation left armed on a descriptor closed outside the
-    /// ring (::close, a socket's destructor) stays filed under it, and is cancelled too by
-    /// a later close of a new socket that reuses the number.
-    void cancel_operations_on(int fd);
-
-    /// Takes over an in-flight operation whose owner has gone (a multishot request whose
-    /// stream was destroyed): cancels it now, or on the next turn if the ring cannot take
-    /// the cancel now. The operation frees itself when its final CQE arrives.
-    void adopt(detail::operation& op) noexcept;
-
-    /// Makes sure the next `count` SQEs can be taken without a flush, flushing now if not,
-    /// so that SQEs that belong together (a cancel and its close) are queued together or
-    /// not at all.
-    void reserve_sqes(unsigned count);
-
-    /// Starts an operation: takes an SQE, lets `op` fill it and tracks `op` until its
-    /// final completion. If the SQ is full it is flushed first: no request is dropped.
-    void submit(detail::operation& op);
-
-    /// Starts two operations as one link (IOSQE_IO_LINK): `second` runs only after `first`,
-    /// e.g. a recv and its IORING_OP_LINK_TIMEOUT. Both SQEs are taken together, flushing
-    /// the SQ first if it has room for fewer, so a full SQ never splits the link.
-    void submit_linked(detail::operation& first, detail::operation& second);
 
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
@@ -251,7 +208,56 @@ public:
     const statistics& stats() const noexcept { return m_stats; }
 
 private:
+    // The library's own operations reach the loop's internals through detail::context_access
+    // (io_operation's submit, a close's cancels); a program writes operations on
+    // ucoro::io_operation (operation.hpp) and never names these.
+    friend struct detail::context_access;
     friend class detail::spawned_promise;
+
+    /// Asks the kernel to cancel one in-flight operation (IORING_OP_ASYNC_CANCEL). It
+    /// still completes, with operation_canceled or with its own result if it won the race.
+    void cancel(detail::operation& op);
+
+    /// Asks the kernel to cancel every request on `fd` (IORING_ASYNC_CANCEL_FD, 5.19; a
+    /// no-op on older kernels). The kernel matches every request in flight against `fd`,
+    /// so this costs O(requests in flight): fine once (the echo server's drain ends its
+    /// accept with it), too dear once per connection, which is why a close uses
+    /// cancel_operations_on() instead.
+    void cancel_fd(int fd);
+
+    /// How many operations whose SQE named `fd` are in flight without a cancel in the ring
+    /// yet: the SQEs cancel_operations_on(fd) is about to take (reserve_sqes).
+    std::size_t cancels_needed_on(int fd) const noexcept;
+
+    /// Cancels (as cancel() does, by user_data) every operation in flight whose SQE named
+    /// `fd`, found in a list kept per descriptor: it costs O(operations on `fd`) whatever
+    /// else is in flight, and takes no SQE when nothing is armed there. Used by the
+    /// awaitable closes, so that nothing stays armed on a descriptor that is about to close.
+    /// Operations on a fixed file (IOSQE_FIXED_FILE) are not listed by descriptor. The lists
+    /// go by number, not by file: an operation left armed on a descriptor closed outside the
+    /// ring (::close, a socket's destructor) stays filed under it, and is cancelled too by
+    /// a later close of a new socket that reuses the number.
+    void cancel_operations_on(int fd);
+
+    /// Takes over an in-flight operation that its owner has let go of (a multishot request
+    /// whose stream was destroyed): cancels it now, or on the next turn if the ring cannot
+    /// take the cancel now. The operation frees itself when its final CQE arrives.
+    void release(detail::operation& op) noexcept;
+
+    /// Makes sure the next `count` SQEs can be taken without a flush, flushing now if not,
+    /// so that SQEs that belong together (a cancel and its close) are queued together or
+    /// not at all.
+    void reserve_sqes(unsigned count);
+
+    /// Starts an operation: takes an SQE, lets `op` fill it and tracks `op` until its
+    /// final completion. If the SQ is full it is flushed first: no request is dropped.
+    void submit(detail::operation& op);
+
+    /// Starts two operations as one link (IOSQE_IO_LINK): `second` runs only after `first`,
+    /// e.g. a recv and its IORING_OP_LINK_TIMEOUT. Both SQEs are taken together, flushing
+    /// the SQ first if it has room for fewer, so a full SQ never splits the link.
+    void submit_linked(detail::operation& first, detail::operation& second);
+
     friend void detail::set_fault_injector(io_context&, detail::fault_injector*) noexcept;
     // For what registers resources with the ring (buffer_ring), without a public accessor.
     friend io_uring& detail::native_ring(io_context&) noexcept;
@@ -270,7 +276,7 @@ private:
     void check_lost_completions() noexcept;
     void dispatch(bool resume);
     void cancel_all_in_flight();
-    void cancel_adopted();
+    void cancel_released();
     void link(detail::operation& op) noexcept;
     void unlink(detail::operation& op) noexcept;
     detail::operation*& in_flight_list(int fd) noexcept;
@@ -287,7 +293,7 @@ private:
     unsigned m_batch_wait_events = 1; // io_context_options::batch_wait_events, or as set
     bool m_stop_requested = false;
     bool m_running = false;
-    bool m_adoptions_pending = false; // an adopted operation still needs its cancel
+    bool m_releases_pending = false; // a released operation still needs its cancel
     std::size_t m_in_flight = 0;
     // The operations in flight, filed by the descriptor their SQE names (detail::operation's
     // m_fd): a close cancels what is armed on its descriptor without walking the others.

@@ -58,6 +58,16 @@ namespace ucoro {
 /// rounds), and `static constexpr bool supports_timeout = false` for an operation that a
 /// cancel would leave half done (close).
 class io_operation : public detail::io_awaitable {
+public:
+    /// Asks the kernel to cancel this operation (IORING_OP_ASYNC_CANCEL), for whoever holds
+    /// it while a coroutine is suspended in it (a watchdog's sleep that is no longer
+    /// needed). The await still completes exactly once: with operation_canceled, or with
+    /// its own result if it finished first (rule 6). Only while it is in the ring: once
+    /// its await has resumed, the address may be another operation's. A second request
+    /// for the same round does nothing. Throws std::system_error if the ring cannot take
+    /// the cancel.
+    void cancel();
+
 protected:
     explicit io_operation(io_context& context) noexcept : io_awaitable(context) {}
     /// `context` may be null: the await then completes at once with EBADF (bad_file_descriptor).

@@ -135,6 +135,10 @@ task<std::error_code> sleep_task(io_context& context, std::chrono::milliseconds 
     co_return co_await sleep_for(context, duration);
 }
 
+task<io_result<int>> signal_task(signal_set& signals) {
+    co_return co_await signals.wait();
+}
+
 // Every stop that may leave connections open goes through here. shutdown(2) first: it ends
 // every send stuck on a peer that never reads, which stop() alone cannot (once the kernel
 // has handed the send to an io-wq worker, its cancel says ENOENT; docs/cancellation.md), so
@@ -151,7 +155,7 @@ void stop_serving(io_context& context, server_controls* controls) noexcept {
 // each echoes what it already received, sees end of stream and closes. The last one to
 // close stops the loop (server_controls::connection_closed). What is still open after the
 // drain timeout, or at a second signal, is shut down and cancelled by stop().
-task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd,
+task<void> watch_signals(io_context& context, signal_set& signals, net::listener& listener,
                          server_controls& controls, std::chrono::milliseconds drain_timeout) {
     auto [error, signal_number] = co_await signals.wait();
     if (error) {
@@ -163,7 +167,7 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
                signal_name(signal_number), live, live == 1 ? "" : "s", drain_timeout.count());
     controls.draining = true;
     try {
-        context.cancel_fd(listen_fd); // ends the armed accept; the loop sees draining and stops
+        listener.cancel(); // ends the armed accept; the loop sees draining and stops
     } catch (const std::system_error& e) {
         // The ring cannot take the cancel (io_uring_enter failed flushing a full SQ). Going
         // on without it would leave the accept armed; letting the exception out would leave
@@ -179,7 +183,7 @@ task<void> watch_signals(io_context& context, signal_set& signals, int listen_fd
         context.stop(); // no connection, so no send that only a shutdown could end
         co_return;
     }
-    auto outcome = co_await when_any(sleep_task(context, drain_timeout), signals.wait());
+    auto outcome = co_await when_any(sleep_task(context, drain_timeout), signal_task(signals));
     if (context.stop_requested()) {
         co_return; // every connection closed in time
     }
@@ -765,7 +769,7 @@ int echo_server_main(int argc, char** argv) {
         controls.max_batch = options.batch_wait_events;
         context->set_batch_wait_events(0); // no connection yet: nothing to batch
         context->spawn(
-            watch_signals(*context, signals, listener->native_handle(), controls, drain_timeout));
+            watch_signals(*context, signals, *listener, controls, drain_timeout));
         context->spawn(deadlines->sweep());
         context->spawn(accept_connections(*context, *listener, quiet, stats,
                                           ring ? &*ring : nullptr, &controls));

@@ -366,7 +366,7 @@ void settle(run_state& s, connection& c) {
     c.settled = true;
     ++s.settled;
     if (all_settled(s) && s.controller_sleep != nullptr) {
-        s.context.cancel(*s.controller_sleep); // nothing left to wait for: end the run now
+        s.controller_sleep->cancel(); // nothing left to wait for: end the run now
     }
 }
 
@@ -595,7 +595,7 @@ task<void> receive(run_state& s, connection& c) {
     settle(s, c);
     --s.open;
     if (s.finished && s.open == 0 && s.controller_sleep != nullptr) {
-        s.context.cancel(*s.controller_sleep); // every connection has drained
+        s.controller_sleep->cancel(); // every connection has drained
     }
 }
 

@@ -316,7 +316,7 @@ void drop_stream_in_flight(ucoro::io_context_options options) {
         REQUIRE_FALSE(error);
         REQUIRE_FALSE(first.empty());
         UCORO_CHECK_SAME_BYTES(first.bytes(), std::span(payload).first(first.size()));
-        // Armed, with more data on the way: the context adopts the request, cancels it and
+        // Armed, with more data on the way: the context takes over the request, cancels it and
         // gives back what arrives meanwhile. The buffer we hold stays valid.
         stream.reset();
         CHECK(context->in_flight() > 0);

@@ -8,6 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "ucoro/detail/context_access.hpp"
+#include "ucoro/io_context.hpp"
+
 namespace ucoro::net {
 
 namespace {
@@ -51,6 +54,12 @@ listener::listener(listener&& other) noexcept
 listener::~listener() {
     if (m_fd >= 0) {
         ::close(m_fd);
+    }
+}
+
+void listener::cancel() {
+    if (m_fd >= 0) {
+        detail::context_access::cancel_fd(*m_context, m_fd);
     }
 }
 
