@@ -32,11 +32,11 @@
 #include "support/stderr_capture.hpp"
 #include "support/unique_fd.hpp"
 #include "ucoro/io_context.hpp"
-#include "ucoro/operation.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/recv.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/poll.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
@@ -153,7 +153,7 @@ struct watchdog_state {
     ucoro::sleep_operation* sleep = nullptr;
     bool fired = false;
 
-    void disarm(io_context& context) {
+    void disarm() {
         if (sleep != nullptr) {
             sleep->cancel();
         }
@@ -445,7 +445,7 @@ task<void> sleep_zero_and_count(io_context& context, outcome& out, int& finished
     out.error = co_await ucoro::sleep_for(context, 0ns);
     ++out.resumed;
     if (++finished == total) {
-        watchdog.disarm(context); // all arrived
+        watchdog.disarm(); // all arrived
     }
 }
 
@@ -488,7 +488,7 @@ task<void> poll_event(io_context& context, eventfd_scene& scene, std::size_t ind
     scene.revents[index] = result.value;
     ++scene.outcomes[index].resumed;
     if (++scene.finished == static_cast<int>(scene.outcomes.size())) {
-        scene.watchdog.disarm(context); // all arrived
+        scene.watchdog.disarm(); // all arrived
     }
 }
 

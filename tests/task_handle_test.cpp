@@ -27,10 +27,10 @@
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
-#include "ucoro/operation.hpp"
 #include "ucoro/net/accept_stream.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/task.hpp"
 #include "ucoro/task_handle.hpp"
 

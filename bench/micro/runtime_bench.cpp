@@ -10,10 +10,10 @@
 #include <cstddef>
 
 #include "ucoro/io_context.hpp"
-#include "ucoro/operation.hpp"
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/task.hpp"
 
 namespace {

@@ -3,8 +3,8 @@
 
 #include <poll.h>
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro {
 

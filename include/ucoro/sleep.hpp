@@ -6,8 +6,8 @@
 #include <chrono>
 #include <system_error>
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_context.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro {
 

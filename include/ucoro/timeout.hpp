@@ -23,8 +23,8 @@ namespace ucoro {
 /// timeout can cut short and a cancellation scope can reach, and for which being cut short
 /// is a clean outcome: an io_operation (operation.hpp) whose `supports_timeout` is true, as
 /// it is unless the class says otherwise; close says false, since a cancelled close leaves
-/// its descriptor neither ours nor closed. Multishot streams, tasks and event waits are not operations of
-/// this kind (time them with when_any and a sleep).
+/// its descriptor neither ours nor closed. Multishot streams, tasks and event waits are not
+/// operations of this kind (time them with when_any and a sleep).
 template <typename Operation>
 concept timeout_linkable =
     std::derived_from<Operation, io_operation> && Operation::supports_timeout;

@@ -768,8 +768,7 @@ int echo_server_main(int argc, char** argv) {
         controls.gather_send = gather_send;
         controls.max_batch = options.batch_wait_events;
         context->set_batch_wait_events(0); // no connection yet: nothing to batch
-        context->spawn(
-            watch_signals(*context, signals, *listener, controls, drain_timeout));
+        context->spawn(watch_signals(*context, signals, *listener, controls, drain_timeout));
         context->spawn(deadlines->sweep());
         context->spawn(accept_connections(*context, *listener, quiet, stats,
                                           ring ? &*ring : nullptr, &controls));

@@ -41,11 +41,11 @@ signal_set::~signal_set() {
     pthread_sigmask(SIG_SETMASK, &m_previous_mask, nullptr);
 }
 
-void signal_wait_operation::prepare(io_uring_sqe& sqe) noexcept {
+void signal_set::wait_operation::prepare(io_uring_sqe& sqe) noexcept {
     io_uring_prep_poll_add(&sqe, m_fd, POLLIN);
 }
 
-bool signal_wait_operation::read_signal() noexcept {
+bool signal_set::wait_operation::read_signal() noexcept {
     signalfd_siginfo info;
     const ssize_t n = ::read(m_fd, &info, sizeof(info));
     if (n == static_cast<ssize_t>(sizeof(info))) {
@@ -59,7 +59,7 @@ bool signal_wait_operation::read_signal() noexcept {
     return false; // nothing pending (the signalfd is non-blocking)
 }
 
-bool signal_wait_operation::resubmit_after(int result, std::uint32_t) noexcept {
+bool signal_set::wait_operation::resubmit_after(int result, std::uint32_t) noexcept {
     if (result < 0 || read_signal()) {
         return false; // the poll failed (a cancel, a deadline), or there is an outcome
     }
@@ -73,7 +73,7 @@ bool signal_wait_operation::resubmit_after(int result, std::uint32_t) noexcept {
     return false;
 }
 
-io_result<int> signal_wait_operation::await_resume() const noexcept {
+io_result<int> signal_set::wait_operation::await_resume() const noexcept {
     if (m_read_error) {
         return {m_read_error, 0};
     }

@@ -182,7 +182,8 @@ TEST_CASE("next() after the request ended submits a new one and accepting goes o
         out.accepted = 2;
     }());
     CHECK(out.accepted == 2);
-    // The stream died armed: its request was released to the context and is cancelled by the next run.
+    // The stream died armed: its request was released to the context and is cancelled by the next
+    // run.
     context->run();
     CHECK(context->in_flight() == 0);
 }

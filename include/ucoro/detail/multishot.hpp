@@ -104,8 +104,8 @@ const char* to_string(multishot_state state) noexcept;
 /// Who owns it: it lives on the heap, because the kernel may hold it longer than its
 /// consumer. While the consumer exists, the consumer owns it. When the consumer goes away
 /// (release()) with the request still in the kernel, the io_context takes it over: the request
-/// is cancelled, every completion that still arrives is discarded (discard_completion() frees what it owns:
-/// an accepted fd, a ring buffer), and the final CQE frees it, or the return of the last
+/// is cancelled, every completion that still arrives is discarded (discard_completion() frees what
+/// it owns: an accepted fd, a ring buffer), and the final CQE frees it, or the return of the last
 /// thing the subclass lent out (a receive buffer still in the consumer's hands) if that
 /// comes later. So no memory the kernel or a lent buffer may use is freed early.
 ///
@@ -161,8 +161,8 @@ protected:
     /// `live` is false when nobody will (the consumer is gone, or the context is draining
     /// on destruction): the subclass must not re-arm then. Return false to swallow the
     /// completion (the subclass then owns whatever it holds); a completion that passes goes
-    /// to the consumer's queue, or to discard_completion() when not live. The state has already left
-    /// armed/pausing when `c` is final, so a live filter may call arm() again.
+    /// to the consumer's queue, or to discard_completion() when not live. The state has already
+    /// left armed/pausing when `c` is final, so a live filter may call arm() again.
     virtual bool filter(completion& /*c*/, bool /*live*/) noexcept { return true; }
     /// Frees what a completion that passed filter() owns when nobody will consume it. The
     /// default owns nothing.

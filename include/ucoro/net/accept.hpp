@@ -3,10 +3,10 @@
 
 #include <sys/socket.h>
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 

@@ -1,10 +1,10 @@
 // co_await net::connect(context, address): IORING_OP_CONNECT.
 #pragma once
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 

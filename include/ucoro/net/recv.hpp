@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <span>
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 

@@ -7,8 +7,8 @@
 #include <span>
 #include <system_error>
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::detail {
 

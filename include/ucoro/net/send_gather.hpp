@@ -8,9 +8,9 @@
 #include <span>
 #include <system_error>
 
-#include "ucoro/operation.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/send.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 

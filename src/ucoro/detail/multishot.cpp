@@ -227,7 +227,8 @@ void multishot_operation::release() noexcept {
     }
     m_releasing = false;
     if (in_kernel) {
-        context_access::release(context(), *this); // its final CQE frees it (see complete and discard)
+        context_access::release(context(),
+                                *this); // its final CQE frees it (see complete and discard)
     } else if (!has_loans()) {
         delete this;
     }

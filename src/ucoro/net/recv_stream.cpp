@@ -42,8 +42,8 @@ public:
 
     ~request() override {
         // Nothing is in the kernel and nothing is lent out (has_loans() was false), so
-        // only buffers received but never handed out can be left: none, as discard_completion() frees
-        // those; this is for safety alone.
+        // only buffers received but never handed out can be left: none, as discard_completion()
+        // frees those; this is for safety alone.
         while (m_ready_count > 0) {
             m_ring->return_private(take_private());
         }
@@ -144,8 +144,8 @@ private:
             m_held += buffers;
         }
         if (!live) {
-            // discard_completion() gives back the first buffer; the rest of a bundle go back here, read
-            // in ring order before any of them is given back (id_after's condition).
+            // discard_completion() gives back the first buffer; the rest of a bundle go back here,
+            // read in ring order before any of them is given back (id_after's condition).
             for (unsigned i = 1; i < buffers; ++i) {
                 give_back(m_ring->id_after(buffer_id(c), i), nullptr);
             }
