@@ -171,48 +171,11 @@ public:
     template <typename T>
     T block_on(task<T> work);
 
-    /// Queues a coroutine to be resumed on the next turn of the loop.
-    void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
-
-    /// Where the trace goes (trace.hpp), or null when tracing is off.
-    std::FILE* trace_output() const noexcept { return m_trace; }
-
-    /// The clock of sleep_until and of the kernel's absolute timeouts (CLOCK_MONOTONIC):
-    /// it never jumps when the wall clock is set.
-    using clock = std::chrono::steady_clock;
-    static clock::time_point now() noexcept { return clock::now(); }
-
-    /// How many operations the kernel still owns.
-    std::size_t in_flight() const noexcept { return m_in_flight; }
-
-    /// The optional kernel features in use (probed at construction).
-    const detail::ring_features& features() const noexcept { return m_features; }
-
-    /// Changes io_context_options::batch_wait_events while the loop runs. A batch is worth
-    /// waiting for only when that many completions can come at once: a connection in a
-    /// request/response exchange completes one message per round trip, so a server that
-    /// sets this to its number of live connections (capped) never holds one busy client
-    /// back by the window. Below 2 the loop wakes at the first completion.
-    void set_batch_wait_events(unsigned events) noexcept { m_batch_wait_events = events; }
-
-    /// Counters, for tests, benchmarks and the server's -v report.
-    struct statistics {
-        std::uint64_t submit_calls = 0;         // io_uring_enter calls the loop made
-        std::uint64_t submissions = 0;          // SQEs those calls handed to the kernel
-        std::uint64_t completions = 0;          // CQEs seen
-        std::uint64_t cq_overflows = 0;         // CQEs that waited in the kernel's overflow
-                                                // list because the CQ was full
-        std::uint64_t completions_lost = 0;     // CQEs the kernel dropped (fatal)
-        std::uint64_t unhandled_exceptions = 0; // exceptions that escaped spawned tasks
-    };
-    const statistics& stats() const noexcept { return m_stats; }
-
 private:
-    // The library's own operations reach the loop's internals through detail::context_access
-    // (io_operation's submit, a close's cancels); a program writes operations on
-    // ucoro::io_operation (operation.hpp) and never names these.
+    // The loop's internals: the library's own operations reach them through
+    // detail::context_access (io_operation's submit, a close's cancels); a program writes
+    // operations on ucoro::io_operation (operation.hpp) and never names these.
     friend struct detail::context_access;
-    friend class detail::spawned_promise;
 
     /// Asks the kernel to cancel one in-flight operation (IORING_OP_ASYNC_CANCEL). It
     /// still completes, with operation_canceled or with its own result if it won the race.
@@ -258,6 +221,45 @@ private:
     /// the SQ first if it has room for fewer, so a full SQ never splits the link.
     void submit_linked(detail::operation& first, detail::operation& second);
 
+public:
+    /// Queues a coroutine to be resumed on the next turn of the loop.
+    void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
+
+    /// Where the trace goes (trace.hpp), or null when tracing is off.
+    std::FILE* trace_output() const noexcept { return m_trace; }
+
+    /// The clock of sleep_until and of the kernel's absolute timeouts (CLOCK_MONOTONIC):
+    /// it never jumps when the wall clock is set.
+    using clock = std::chrono::steady_clock;
+    static clock::time_point now() noexcept { return clock::now(); }
+
+    /// How many operations the kernel still owns.
+    std::size_t in_flight() const noexcept { return m_in_flight; }
+
+    /// The optional kernel features in use (probed at construction).
+    const detail::ring_features& features() const noexcept { return m_features; }
+
+    /// Changes io_context_options::batch_wait_events while the loop runs. A batch is worth
+    /// waiting for only when that many completions can come at once: a connection in a
+    /// request/response exchange completes one message per round trip, so a server that
+    /// sets this to its number of live connections (capped) never holds one busy client
+    /// back by the window. Below 2 the loop wakes at the first completion.
+    void set_batch_wait_events(unsigned events) noexcept { m_batch_wait_events = events; }
+
+    /// Counters, for tests, benchmarks and the server's -v report.
+    struct statistics {
+        std::uint64_t submit_calls = 0;         // io_uring_enter calls the loop made
+        std::uint64_t submissions = 0;          // SQEs those calls handed to the kernel
+        std::uint64_t completions = 0;          // CQEs seen
+        std::uint64_t cq_overflows = 0;         // CQEs that waited in the kernel's overflow
+                                                // list because the CQ was full
+        std::uint64_t completions_lost = 0;     // CQEs the kernel dropped (fatal)
+        std::uint64_t unhandled_exceptions = 0; // exceptions that escaped spawned tasks
+    };
+    const statistics& stats() const noexcept { return m_stats; }
+
+private:
+    friend class detail::spawned_promise;
     friend void detail::set_fault_injector(io_context&, detail::fault_injector*) noexcept;
     // For what registers resources with the ring (buffer_ring), without a public accessor.
     friend io_uring& detail::native_ring(io_context&) noexcept;

@@ -46,6 +46,10 @@ public:
     void complete(int result, std::uint32_t flags) noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
 
+private:
+    // The timed await's side (timeout.hpp): not part of io_operation's contract.
+    friend class timed_await;
+
     /// What an awaiter that puts this operation in the ring itself implements (with_timeout
     /// stands in for it, linked to a timer). The operation never submits itself then: each
     /// later round goes through next_round(), and each round's result comes back through
