@@ -4,7 +4,9 @@
 // one straight-line coroutine (connect, send both messages, read back as many bytes as it
 // sent, close) instead of the lesson's start_connections() and service_connection()
 // callbacks; counting bytes rather than messages, because TCP may merge or split them;
-// a watchdog that gives up on a silent server with io_context::stop().
+// the task_handle that spawn returns: the client waits for its connections with join(),
+// and a watchdog gives up on a silent server by cancelling them (cancel()), which reaches
+// the one operation each is suspended in; no io_context::stop() on the normal path.
 // Tutorial: docs/tutorial/06_echo_client.md
 // Needs: Linux >= 5.11.
 // Try: build/debug/bin/04_echo_server 127.0.0.1 65432   (or the lesson's Python server)
@@ -22,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace {
 
@@ -31,11 +34,6 @@ using namespace std::chrono_literals;
 constexpr std::array<std::string_view, 2> messages = {"Message 1 from client.",
                                                       "Message 2 from client."};
 // ANCHOR_END: messages
-
-struct client_state {
-    unsigned running = 0; // connections not finished yet
-    unsigned matched = 0; // connections that got back exactly what they sent
-};
 
 std::span<const std::byte> bytes_of(std::string_view text) {
     return std::as_bytes(std::span(text.data(), text.size()));
@@ -81,22 +79,37 @@ ucoro::task<bool> exchange(ucoro::io_context& context, ucoro::net::address serve
 
 // ANCHOR: run_connection
 ucoro::task<void> run_connection(ucoro::io_context& context, ucoro::net::address server, int id,
-                                 client_state& state) {
-    // Not `if (co_await ...)`: GCC 12.2 miscompiles a co_await in an if condition.
-    const bool matched = co_await exchange(context, server, id);
-    state.matched += matched ? 1 : 0;
-    if (--state.running == 0) {
-        context.stop(); // the last one out cancels the watchdog's sleep
-    }
+                                 unsigned& matched) {
+    // Not `if (co_await ...)`: GCC 12.2 miscompiles a bare co_await as a condition (chapter 1).
+    const bool same = co_await exchange(context, server, id);
+    matched += same ? 1 : 0;
 }
 
 // A server that accepts but never answers would keep us waiting forever.
-ucoro::task<void> watchdog(ucoro::io_context& context, const client_state& state) {
-    const std::error_code error = co_await ucoro::sleep_for(context, 10s);
-    if (!error && state.running > 0) {
-        fmt::print("no answer within 10 s, giving up\n");
-        context.stop(); // every recv in flight completes with operation_canceled
+ucoro::task<void> watchdog(ucoro::io_context& context,
+                           std::vector<ucoro::task_handle>& connections) {
+    if (auto error = co_await ucoro::sleep_for(context, 10s)) {
+        co_return; // cancelled: every connection finished in time
     }
+    fmt::print("no answer within 10 s, giving up\n");
+    for (ucoro::task_handle& connection : connections) {
+        connection.cancel(); // the operation it waits in completes with operation_canceled
+    }
+}
+
+// The whole client: start the connections, wait for each one, then call the watchdog off.
+ucoro::task<void> run_client(ucoro::io_context& context, ucoro::net::address server, int count,
+                             unsigned& matched) {
+    std::vector<ucoro::task_handle> connections;
+    for (int id = 1; id <= count; ++id) {
+        connections.push_back(context.spawn(run_connection(context, server, id, matched)));
+    }
+    ucoro::task_handle guard = context.spawn(watchdog(context, connections));
+    for (ucoro::task_handle& connection : connections) {
+        co_await connection.join();
+    }
+    guard.cancel();        // its sleep completes with operation_canceled
+    co_await guard.join(); // it reads `connections`: let it finish before they go
 }
 // ANCHOR_END: run_connection
 
@@ -112,20 +125,15 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    client_state state;
-    state.running = static_cast<unsigned>(count);
+    unsigned matched = 0; // connections that got back exactly what they sent
     try {
         ucoro::io_context context;
-        for (int id = 1; id <= count; ++id) {
-            context.spawn(run_connection(context, *server, id, state));
-        }
-        context.spawn(watchdog(context, state));
-        context.run();
+        context.block_on(run_client(context, *server, count, matched));
     } catch (const std::system_error& e) {
         fmt::print(stderr, "{}: {}\n", argv[0], e.what());
         return 1;
     }
-    fmt::print("{} of {} connections got back every byte they sent\n", state.matched, count);
-    return state.matched == static_cast<unsigned>(count) ? 0 : 1;
+    fmt::print("{} of {} connections got back every byte they sent\n", matched, count);
+    return matched == static_cast<unsigned>(count) ? 0 : 1;
 }
 // ANCHOR_END: main

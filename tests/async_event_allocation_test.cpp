@@ -36,7 +36,7 @@ task<void> pinger(exchange& x) {
             g_counting = true;
         }
         x.ping.set();
-        if (co_await x.pong.wait()) {
+        if (const auto error = co_await x.pong.wait(); error) {
             ++x.failures;
         }
         x.pong.reset();
@@ -47,7 +47,7 @@ task<void> pinger(exchange& x) {
 
 task<void> ponger(exchange& x) {
     for (std::size_t i = 0; i < x.rounds; ++i) {
-        if (co_await x.ping.wait()) {
+        if (const auto error = co_await x.ping.wait(); error) {
             ++x.failures;
         }
         x.ping.reset();

@@ -3,6 +3,8 @@
 
 #include "ucoro/async_event.hpp"
 #include "ucoro/buffer_ring.hpp"
+#include "ucoro/fs/file.hpp"
+#include "ucoro/fs/open.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/accept.hpp"

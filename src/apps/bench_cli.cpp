@@ -66,9 +66,15 @@ double runqueue_wait(const load_report& r) {
 void print_summary(const load_options& o, const load_report& r) {
     fmt::print("ucoro-bench {}: {} connections x {} B, {}, {} thread(s), {:.2f} s measured\n",
                o.server, o.connections, o.size,
-               o.rate > 0 ? fmt::format("open loop at {:.0f} msg/s", o.rate)
-                          : fmt::format("closed loop, depth {}", o.depth),
+               o.churn      ? std::string("churn: connect, echo once, close, again")
+               : o.rate > 0 ? fmt::format("open loop at {:.0f} msg/s", o.rate)
+                            : fmt::format("closed loop, depth {}", o.depth),
                r.threads.size(), r.seconds);
+    if (o.churn) {
+        fmt::print("  churn        {} connections completed, {:.0f} connections/s; latency from "
+                   "the connect to the server's close\n",
+                   r.messages, r.messages_per_second());
+    }
     fmt::print("  connections  {} established, {} failed to connect, {} errors\n",
                r.connections_established, r.connect_failures, r.connection_errors);
     fmt::print("  throughput   {} messages, {:.0f} msg/s, {:.1f} MB/s echoed\n", r.messages,
@@ -89,7 +95,8 @@ void print_summary(const load_options& o, const load_report& r) {
                    format_ns(static_cast<std::uint64_t>(o.late_after.count())),
                    r.late_sends > 0 ? ": the generator fell behind its schedule" : "");
     } else {
-        fmt::print("  latency      {}  (from the send)\n", percentiles(r.latency));
+        fmt::print("  latency      {}  ({})\n", percentiles(r.latency),
+                   o.churn ? "from the connect to the server's close" : "from the send");
     }
     fmt::print("  ucoro-bench  {:.0f} ns of its own CPU per message; busiest thread {:.2f} of a "
                "core ({}); waited for a CPU {:.0f}% of the time\n",
@@ -117,6 +124,12 @@ void print_summary(const load_options& o, const load_report& r) {
         fmt::print("  server RSS   {} KiB before, {} KiB at the end\n", r.server->rss_start_kib,
                    r.server->rss_end_kib);
     }
+    if (r.sockstat_start && r.sockstat_end) {
+        fmt::print("  kernel TCP   {} -> {} sockets, {} -> {} pages of buffers, {} -> {} orphans "
+                   "(/proc/net/sockstat: every process, both ends of loopback connections)\n",
+                   r.sockstat_start->inuse, r.sockstat_end->inuse, r.sockstat_start->mem_pages,
+                   r.sockstat_end->mem_pages, r.sockstat_start->orphan, r.sockstat_end->orphan);
+    }
 }
 
 } // namespace
@@ -125,17 +138,18 @@ std::string to_json(const load_options& o, const load_report& r) {
     const histogram& h = r.latency;
     const histogram& from_send = r.latency_from_send;
     const histogram& lag = r.send_lag;
-    std::string json = fmt::format(
-        "{{\"server\": \"{}\", \"connections\": {}, \"size\": {}, \"depth\": {}, "
-        "\"rate\": {}, \"threads\": {}, \"seconds\": {:.6f}, \"connections_established\": {}, "
-        "\"connect_failures\": {}, \"connection_errors\": {}, \"messages\": {}, "
-        "\"bytes\": {}, \"messages_per_second\": {:.1f}, \"latency_p50_ns\": {}, "
-        "\"latency_p90_ns\": {}, \"latency_p99_ns\": {}, \"latency_p999_ns\": {}, "
-        "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}, ",
-        o.server, o.connections, o.size, o.depth, o.rate, r.threads.size(), r.seconds,
-        r.connections_established, r.connect_failures, r.connection_errors, r.messages, r.bytes,
-        r.messages_per_second(), h.percentile(50), h.percentile(90), h.percentile(99),
-        h.percentile(99.9), h.max(), h.mean());
+    std::string json =
+        fmt::format("{{\"server\": \"{}\", \"connections\": {}, \"size\": {}, \"depth\": {}, "
+                    "\"rate\": {}, \"churn\": {}, \"threads\": {}, \"seconds\": {:.6f}, "
+                    "\"connections_established\": {}, "
+                    "\"connect_failures\": {}, \"connection_errors\": {}, \"messages\": {}, "
+                    "\"bytes\": {}, \"messages_per_second\": {:.1f}, \"latency_p50_ns\": {}, "
+                    "\"latency_p90_ns\": {}, \"latency_p99_ns\": {}, \"latency_p999_ns\": {}, "
+                    "\"latency_max_ns\": {}, \"latency_mean_ns\": {:.1f}, ",
+                    o.server, o.connections, o.size, o.depth, o.rate, o.churn, r.threads.size(),
+                    r.seconds, r.connections_established, r.connect_failures, r.connection_errors,
+                    r.messages, r.bytes, r.messages_per_second(), h.percentile(50),
+                    h.percentile(90), h.percentile(99), h.percentile(99.9), h.max(), h.mean());
     json += fmt::format(
         "\"latency_from_send_p50_ns\": {}, \"latency_from_send_p99_ns\": {}, "
         "\"latency_from_send_p999_ns\": {}, \"send_lag_p50_ns\": {}, \"send_lag_p99_ns\": {}, "
@@ -173,6 +187,16 @@ std::string to_json(const load_options& o, const load_report& r) {
                 double(core->steal_ns) / messages,
                 core->total_ns() > 0 ? double(core->busy_ns()) / double(core->total_ns()) : 0.0);
         }
+    }
+    if (r.sockstat_start && r.sockstat_end) {
+        const tcp_sockstat& a = *r.sockstat_start;
+        const tcp_sockstat& b = *r.sockstat_end;
+        json += fmt::format(", \"tcp_inuse_start\": {}, \"tcp_inuse_end\": {}, "
+                            "\"tcp_orphan_start\": {}, \"tcp_orphan_end\": {}, "
+                            "\"tcp_time_wait_start\": {}, \"tcp_time_wait_end\": {}, "
+                            "\"tcp_mem_pages_start\": {}, \"tcp_mem_pages_end\": {}",
+                            a.inuse, b.inuse, a.orphan, b.orphan, a.time_wait, b.time_wait,
+                            a.mem_pages, b.mem_pages);
     }
     json += "}";
     return json;
@@ -227,6 +251,10 @@ int bench_main(int argc, char** argv) {
     app.add_option("--messages", o.messages_per_connection,
                    "echoes per connection, then stay connected and idle; the run ends when all "
                    "are done (for server memory per connection)");
+    app.add_flag("--churn", o.churn,
+                 "connection churn: each connection connects, echoes one message, closes and "
+                 "starts over; a message is a whole connection (msg/s are connections/s), "
+                 "latency from the connect to the server's close; closed loop only");
     app.add_option("--server-pid", server_pid,
                    "read this server's CPU time and RSS from /proc over the measured interval")
         ->check(CLI::PositiveNumber);
@@ -247,6 +275,10 @@ int bench_main(int argc, char** argv) {
     const auto server = parse_host_port(program, host, port, exit_code);
     if (!server) {
         return exit_code;
+    }
+    if (o.churn && (o.rate > 0 || o.depth != 1 || o.messages_per_connection != 0)) {
+        return usage_error(program, "--churn sends one message per connection: it takes no "
+                                    "--rate, --depth or --messages");
     }
     o.server = *server;
     o.duration = seconds(duration);

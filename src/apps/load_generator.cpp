@@ -177,6 +177,36 @@ std::optional<std::uint64_t> read_rss_kib(pid_t pid) {
     return std::nullopt;
 }
 
+/// The TCP line of /proc/net/sockstat ("TCP: inuse N orphan N tw N alloc N mem N").
+std::optional<tcp_sockstat> read_tcp_sockstat() {
+    std::ifstream file("/proc/net/sockstat");
+    std::string line;
+    while (std::getline(file, line)) {
+        std::istringstream fields(line);
+        std::string label;
+        fields >> label;
+        if (label != "TCP:") {
+            continue;
+        }
+        tcp_sockstat stat;
+        std::string name;
+        std::uint64_t value = 0;
+        while (fields >> name >> value) {
+            if (name == "inuse") {
+                stat.inuse = value;
+            } else if (name == "orphan") {
+                stat.orphan = value;
+            } else if (name == "tw") {
+                stat.time_wait = value;
+            } else if (name == "mem") {
+                stat.mem_pages = value;
+            }
+        }
+        return stat;
+    }
+    return std::nullopt;
+}
+
 /// This process's user + system CPU time so far, every thread (io-wq workers too).
 std::uint64_t own_cpu_ns() {
     rusage usage{};
@@ -261,12 +291,15 @@ struct shared_run {
     std::optional<server_usage> server;
     std::uint64_t process_cpu_start = 0;
     std::uint64_t process_cpu_ns = 0;
+    std::optional<tcp_sockstat> sockstat_start;
+    std::optional<tcp_sockstat> sockstat_end;
     std::barrier<measurement_end> finish;
 };
 
 void measurement_end::operator()() noexcept {
     shared_run& r = *run;
     r.process_cpu_ns = own_cpu_ns() - r.process_cpu_start;
+    r.sockstat_end = read_tcp_sockstat();
     if (!r.options.server_pid || !r.server) {
         return;
     }
@@ -457,7 +490,7 @@ task<void> send_closed_loop(run_state& s, connection& c) {
         c.credits -= static_cast<unsigned>(batch);
         c.due_times.insert(c.due_times.end(), batch, clock::now());
         note_sent(s, c, batch);
-        if (!co_await send_messages(s, c, batch)) {
+        if (const bool sent = co_await send_messages(s, c, batch); !sent) {
             break;
         }
     }
@@ -475,7 +508,7 @@ task<void> send_open_loop(run_state& s, connection& c) {
         const std::uint64_t batch = std::min<std::uint64_t>(c.credits, max_batch(s));
         c.credits -= static_cast<unsigned>(batch);
         note_sent(s, c, batch);
-        if (!co_await send_messages(s, c, batch)) {
+        if (const bool sent = co_await send_messages(s, c, batch); !sent) {
             break;
         }
     }
@@ -520,7 +553,7 @@ task<void> pace(run_state& s) {
         // `co_await sleep_until(s.context, s.plan.due(s.plan.next))` here into a coroutine
         // that ended at its first resumption without running its body.
         const auto next_due = s.plan.due(s.plan.next);
-        if (co_await sleep_until(s.context, next_due)) {
+        if (const auto cancelled = co_await sleep_until(s.context, next_due); cancelled) {
             break; // cancelled: the run is over
         }
     }
@@ -630,6 +663,114 @@ task<void> run_connection(run_state& s, connection& c) {
     } else {
         co_await send_closed_loop(s, c);
     }
+}
+
+// ---- connection churn ---------------------------------------------------------------------
+
+std::uint64_t ns_between(clock::time_point from, clock::time_point to) {
+    return static_cast<std::uint64_t>(std::chrono::nanoseconds(to - from).count());
+}
+
+/// One churn cycle on a fresh connection: one message out, its echo checked byte for byte,
+/// our side shut down, the server's close awaited. False if the cycle failed (counted, or the
+/// run failed on a wrong echo).
+task<bool> churn_once(run_state& s, connection& c, clock::time_point began) {
+    // A new connection's echo starts where its first byte does, whatever the last cycle,
+    // failed halfway or not, left unread.
+    c.bytes_received = c.bytes_sent;
+    const std::uint64_t expected_end = c.bytes_sent + s.options.size;
+    const auto sent_at = clock::now();
+    if (const bool sent = co_await send_messages(s, c, 1); !sent) {
+        co_return false;
+    }
+    std::vector<std::byte> buffer(std::clamp<std::size_t>(s.options.size, 4096, 64 * 1024));
+    clock::time_point echoed_at;
+    bool echoed = false;
+    while (true) {
+        auto [error, n] = co_await c.sock.recv(buffer);
+        if (error) {
+            if (error != std::errc::operation_canceled) {
+                connection_error(s, c, fmt::format("recv: {}", error.message()));
+            }
+            co_return false;
+        }
+        if (n == 0) {
+            if (!echoed) {
+                connection_error(s, c, "the server closed the connection before echoing");
+                co_return false;
+            }
+            break; // the server's answer to our shutdown: the cycle is complete
+        }
+        const auto received = std::span(buffer).first(n);
+        if (c.bytes_received + n > expected_end) {
+            fail_run(s, fmt::format("connection {}: received {} bytes but only {} were sent", c.id,
+                                    c.bytes_received + n, expected_end));
+            co_return false;
+        }
+        if (const auto offset = s.pattern.first_mismatch(c.id, c.bytes_received, received)) {
+            fail_run(s, fmt::format("connection {}: echoed byte at offset {} is 0x{:02x}, expected "
+                                    "0x{:02x}",
+                                    c.id, *offset,
+                                    static_cast<unsigned>(received[*offset - c.bytes_received]),
+                                    static_cast<unsigned>(s.pattern.bytes(c.id, *offset, 1)[0])));
+            co_return false;
+        }
+        c.bytes_received += n;
+        if (c.bytes_received == expected_end && !echoed) {
+            echoed = true;
+            echoed_at = clock::now();
+            if (const auto shut = co_await c.sock.shutdown(); shut) {
+                connection_error(s, c, fmt::format("shutdown: {}", shut.message()));
+                co_return false;
+            }
+        }
+    }
+    if (s.measuring) {
+        const auto now = clock::now();
+        s.report.latency.record(ns_between(began, now));
+        s.report.latency_from_send.record(ns_between(sent_at, echoed_at));
+        ++s.report.messages;
+        s.report.bytes += s.options.size;
+    }
+    co_return true;
+}
+
+/// A churn slot: connect, one echo, close, again, until the run ends. A failed connect ends
+/// the slot (the server is gone or the machine is out of ports: retrying would only spin); a
+/// failed cycle is counted and the slot goes on with a new connection.
+task<void> churn_connection(run_state& s, connection& c) {
+    bool first = true;
+    while (!s.finished && !s.run.abort.load(std::memory_order_relaxed)) {
+        const auto began = clock::now();
+        auto [error, sock] = co_await net::connect(s.context, s.options.server);
+        if (error) {
+            if (error != std::errc::operation_canceled && !s.finished) {
+                ++s.report.connect_failures;
+                if (s.report.first_error.empty()) {
+                    s.report.first_error =
+                        fmt::format("connect to {}: {}", s.options.server, error.message());
+                }
+            }
+            break;
+        }
+        if (std::exchange(first, false)) {
+            connect_done(s);
+        }
+        sock.set_no_delay();
+        c.sock = std::move(sock);
+        ++s.report.connections_established;
+        ++s.open;
+        (void)co_await churn_once(s, c, began);
+        (void)co_await c.sock.close();
+        --s.open;
+        if (s.finished && s.open == 0 && s.controller_sleep != nullptr) {
+            s.controller_sleep->cancel(); // every connection has drained
+        }
+    }
+    if (first) {
+        connect_done(s);
+    }
+    settle(s, c);
 }
 
 // ---- the run's clock ----------------------------------------------------------------------
@@ -746,7 +887,8 @@ void run_thread(io_context& context, shared_run& run, unsigned t, load_report& r
     s.connecting = last - first;
     for (unsigned i = 0; i < s.connections.size(); ++i) {
         s.connections[i].id = first + i;
-        context.spawn(run_connection(s, s.connections[i]));
+        context.spawn(o.churn ? churn_connection(s, s.connections[i])
+                              : run_connection(s, s.connections[i]));
     }
     if (rate > 0) {
         context.spawn(pace(s));
@@ -795,6 +937,7 @@ load_report run_load(io_context& context, const load_options& options) {
             run.server->rss_start_kib = *rss;
         }
     }
+    run.sockstat_start = read_tcp_sockstat();
     run.start = clock::now();
     // With a message limit the run is a memory measurement: it counts from the start.
     run.measure_from =
@@ -840,6 +983,8 @@ load_report run_load(io_context& context, const load_options& options) {
     }
     report.client_cpu_ns = run.process_cpu_ns;
     report.server = run.server;
+    report.sockstat_start = run.sockstat_start;
+    report.sockstat_end = run.sockstat_end;
     return report;
 }
 

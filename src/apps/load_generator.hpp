@@ -42,6 +42,11 @@ struct load_options {
     /// Messages per connection, then the connection stays open and idle; 0: no limit. The
     /// run ends as soon as every connection has had its echoes (for memory per connection).
     std::uint64_t messages_per_connection = 0;
+    /// Connection churn: each of the `connections` slots connects, sends one message, checks
+    /// its echo, shuts its side down, waits for the server to close, closes, and starts over.
+    /// A message then is a whole connection: messages per second are connections per second,
+    /// and latency runs from the connect to the server's close.
+    bool churn = false;
     /// The server's process, to read its CPU time and memory from /proc.
     std::optional<pid_t> server_pid;
     /// Called about once a second with the progress so far.
@@ -99,6 +104,15 @@ struct server_usage {
     std::optional<core_usage> core;
 };
 
+/// The TCP line of /proc/net/sockstat: the kernel's TCP sockets and their memory, for the
+/// whole network namespace (both ends of a loopback connection: client and server alike).
+struct tcp_sockstat {
+    std::uint64_t inuse = 0;     // sockets in use (listening and connected)
+    std::uint64_t orphan = 0;    // closed by their process, still held by the kernel
+    std::uint64_t time_wait = 0; // in TIME_WAIT
+    std::uint64_t mem_pages = 0; // buffer memory, in pages (the kernel's tcp_memory_allocated)
+};
+
 struct load_report {
     unsigned connections_established = 0;
     unsigned connect_failures = 0;
@@ -118,6 +132,10 @@ struct load_report {
     std::uint64_t client_cpu_ns = 0;   // this process's user + system CPU over the interval
     std::vector<thread_usage> threads; // one per load thread, the calling thread first
     std::optional<server_usage> server;
+    /// /proc/net/sockstat's TCP line before the connections were opened and at the end of
+    /// the measured interval, with them still open (for the kernel's memory per connection).
+    std::optional<tcp_sockstat> sockstat_start;
+    std::optional<tcp_sockstat> sockstat_end;
     /// Set if an echoed byte differed from what was sent: the run stops at once.
     std::string mismatch;
 

@@ -180,6 +180,24 @@ class Render(unittest.TestCase):
                                    latency_p99_ns=1e6, latency_p999_ns=2e6, rate=0,
                                    client_cpu_ns_per_message=9000, connection_errors=0,
                                    connections_established=100))
+            results.append(run(rep, "churn-c100", "ucoro", messages_per_second=20000 + rep,
+                               server_cpu_ns_per_message=40000, rate=0, connection_errors=0,
+                               connections_established=100000, latency_p50_ns=1e6,
+                               latency_p99_ns=2e6, latency_p999_ns=3e6))
+            results.append(run(rep, "churn-c100", "c-epoll", messages_per_second=10000,
+                               server_cpu_ns_per_message=50000, rate=0, connection_errors=0,
+                               connections_established=50000, latency_p50_ns=1e6,
+                               latency_p99_ns=2e6, latency_p999_ns=3e6))
+            for name, pages in (("ucoro", 5000), ("c-epoll", 7000)):
+                results.append(run(rep, "rss-5000", name, server_rss_start_kib=4000,
+                                   server_rss_end_kib=12000, connections_established=5000,
+                                   connection_errors=0, messages_per_second=1, rate=0,
+                                   tcp_mem_pages_start=100, tcp_mem_pages_end=100 + pages,
+                                   tcp_inuse_start=3, tcp_inuse_end=10003, tcp_orphan_end=0))
+            for rate, achieved in ((10000, 10000), (40000, 39990), (80000, 60000)):
+                for name, cpu in (("ucoro --batch-wait 200", 8000),
+                                  ("ucoro --batch-wait 0", 10000), ("c-epoll", 9000)):
+                    results.append(curve_run(rep, name, rate, achieved, cpu=cpu + rep))
         document = {"environment": {"commit": "test", "date": "today", "kernel": "k",
                                     "cpu": "c", "cores": 2, "compiler": "cc", "liburing": "2.3"},
                     "load_before": "0", "load_after": "0", "results": results,
@@ -197,6 +215,178 @@ class Render(unittest.TestCase):
         self.assertIn("**ahead**", page)
         self.assertIn("vs **c-epoll**: ucoro ahead in 100 connections x 64 B, saturated", page)
         self.assertIn("5 repetition(s)", page)
+        # Churn: connections per second, compared like throughput.
+        self.assertIn("## connection churn", page)
+        self.assertIn("| server | connections/s |", page)
+        # The kernel's memory beside the RSS: 5,000 pages over 5,000 connections.
+        self.assertIn(f"| ucoro | 1.6 | 12,000 | 1.00 | {bench.PAGE_KIB:.2f} | 2.00 | 0 |", page)
+        # The curve: the point past saturation is marked, not plotted; the default computed.
+        self.assertIn("## Latency against rate", page)
+        self.assertIn("**not the server's point** (not plotted): achieved 60,000 msg/s", page)
+        self.assertIn("**The numbers favour `--batch-wait 200` as the default.**", page)
+        self.assertIn("Highest rate kept, median over the repetitions: ucoro --batch-wait 200 "
+                      "40,000 msg/s", page)
+        # No scaling runs in this JSON: the section says so.
+        self.assertIn("## Scaling", page)
+        self.assertIn("Not measured in this run", page)
+
+
+class ProfileSplit(unittest.TestCase):
+    def test_a_sample_goes_to_the_function_it_landed_in(self):
+        k = "[kernel.kallsyms]"
+        # A copy that TCP called is a copy, not TCP.
+        self.assertEqual(bench.classify([("copy_user_enhanced_fast_string", k),
+                                         ("tcp_recvmsg", k)], "/x/server"),
+                         "kernel: copies and memory allocation")
+        self.assertEqual(bench.classify([("tcp_sendmsg_locked", k), ("io_issue_sqe", k)],
+                                        "/x/server"), "kernel: TCP/IP and sockets")
+        self.assertEqual(bench.classify([("io_submit_sqes", k), ("tcp_v4_rcv", k)],
+                                        "/x/server"), "kernel: io_uring")
+        self.assertEqual(bench.classify([("ep_poll", k)], "/x/server"), "kernel: epoll")
+        self.assertEqual(bench.classify([("__schedule", k), ("io_cqring_wait", k)], "/x/server"),
+                         "kernel: scheduler, wake-ups and idle")
+        self.assertEqual(bench.classify([("entry_SYSCALL_64", k)], "/x/server"),
+                         "kernel: other (syscall entry and exit, interrupts, timers, locks)")
+        self.assertEqual(bench.classify([("main", "/x/server")], "/y/server"),
+                         "user: the server binary (for ucoro: ucoro + the echo app)")
+        self.assertEqual(bench.classify([("memcpy", "/lib/libc.so.6"), ("tcp", k)], "/x/s"),
+                         "user: libc")
+
+
+def curve_run(rep, server, asked, achieved, p99=1e5, busy=0.4, cpu=10000):
+    return {"rep": rep, "config": f"curve-{asked}", "server": server, "section": "curve",
+            "asked": asked,
+            "result": {"messages_per_second": achieved, "rate": asked, "messages": 1000,
+                       "late_sends": 0, "client_busy": busy, "latency_p50_ns": p99 / 2,
+                       "latency_p99_ns": p99, "latency_p999_ns": 2 * p99,
+                       "server_process_ns_per_message": cpu}}
+
+
+class Curve(unittest.TestCase):
+    def test_points_past_saturation_or_the_generators_limit_are_marked(self):
+        self.assertIsNone(bench.curve_mark(curve_run(0, "s", 40000, 39900)["result"], 40000))
+        self.assertIn("under 95%", bench.curve_mark(curve_run(0, "s", 40000, 37000)["result"],
+                                                    40000))
+        self.assertIn("busy", bench.curve_mark(curve_run(0, "s", 40000, 40000, busy=0.8)
+                                               ["result"], 40000))
+
+    def test_summary_plots_only_the_servers_points_with_their_range(self):
+        results = [curve_run(rep, "s", 10000, 10000, p99=p99) for rep, p99 in
+                   enumerate([1e5, 2e5, 3e5])]
+        # At 80k, two of three runs past saturation: marked, not plotted.
+        results += [curve_run(0, "s", 80000, 80000), curve_run(1, "s", 80000, 60000),
+                    curve_run(2, "s", 80000, 50000)]
+        points = bench.curve_summary(results)["s"]
+        self.assertEqual([p["asked"] for p in points], [10000, 80000])
+        self.assertTrue(points[0]["plotted"])
+        self.assertAlmostEqual(points[0]["p99_us"], 200)
+        self.assertEqual(points[0]["p99_us_spread"], (100, 300))
+        self.assertFalse(points[1]["plotted"])
+        self.assertEqual(points[1]["good"], 1)
+        # Per repetition the highest rate kept: 80k, 10k, 10k; their median.
+        self.assertEqual(bench.curve_capacity(results, "s"), 10000)
+
+    def batch_waits(self, cpu200, p99_200, reps=5):
+        results = []
+        for rep in range(reps):
+            for rate in (10000, 40000):
+                results.append(curve_run(rep, "ucoro --batch-wait 0", rate, rate, p99=1e5,
+                                         cpu=10000 + rep))
+                results.append(curve_run(rep, "ucoro --batch-wait 200", rate, rate,
+                                         p99=p99_200 * (1 + rep / 100),
+                                         cpu=cpu200 * (1 + rep / 100)))
+        return bench.batch_wait_verdict(results)
+
+    def test_the_batch_wait_default_is_computed_from_the_paired_data(self):
+        # Cheaper everywhere, p99 level: 200.
+        self.assertEqual(self.batch_waits(cpu200=8000, p99_200=1e5)["favours"], "200")
+        # Level CPU, worse p99: 0.
+        self.assertEqual(self.batch_waits(cpu200=10000, p99_200=1.5e5)["favours"], "0")
+        # Level on both: 0, the wait saves nothing measurable.
+        verdict = self.batch_waits(cpu200=10000, p99_200=1e5)
+        self.assertEqual(verdict["favours"], "0")
+        self.assertIn("level", verdict["why"])
+        # Cheaper and slower: a trade, with both facts.
+        verdict = self.batch_waits(cpu200=8000, p99_200=1.5e5)
+        self.assertEqual(verdict["favours"], "a trade")
+        self.assertIn("costs less CPU per message at 10k, 40k msg/s", verdict["why"])
+        self.assertIn("p99 is higher", verdict["why"])
+        # Too few repetitions: no verdict.
+        self.assertIsNone(self.batch_waits(cpu200=8000, p99_200=1e5, reps=3)["favours"])
+
+
+class Scaling(unittest.TestCase):
+    def test_two_threads_over_one_paired_within_each_repetition(self):
+        results = []
+        for rep in range(5):
+            for name, mps, cpu in (("ucoro --threads 1", 100000, 6000),
+                                   ("ucoro --threads 2", 90000 + rep, 6600)):
+                for key, _, _, _ in bench.SCALING_CONFIGS:
+                    results.append({"rep": rep, "config": key, "server": name,
+                                    "section": "scaling",
+                                    "result": {"messages_per_second": mps,
+                                               "server_process_ns_per_message": cpu,
+                                               "connection_errors": 0, "rate": 0}})
+        table, paired = bench.scaling_table(results)
+        key = bench.SCALING_CONFIGS[1][0]
+        self.assertAlmostEqual(paired[(key, "msg_s")]["median"], 0.90002)
+        self.assertEqual(paired[(key, "msg_s")]["verdict"], "behind")
+        self.assertAlmostEqual(paired[(key, "cpu")]["median"], 1.1)
+        self.assertEqual(paired[(key, "cpu")]["verdict"], "behind")
+        self.assertEqual(table[(key, "ucoro --threads 1")]["msg_s"], 100000)
+        page = []
+        bench.scaling_section(page.append, type("A", (), {"warmup": 1, "duration": 5}),
+                              {"results": results})
+        text = "\n".join(page)
+        self.assertIn("2 threads ÷ 1 thread, paired: throughput 0.90 [0.90–0.90], faster in "
+                      "0 of 5: **behind**", text)
+        self.assertIn("what a 2-core machine can and cannot show".capitalize(), text)
+
+
+class Plan(unittest.TestCase):
+    def full_run_args(self):
+        import argparse
+        args = argparse.Namespace(quick=False, reps=7, duration=5, warmup=1, many_warmup=3,
+                                  curve_warmup=0.5, curve_duration=3, curve_rates=bench.CURVE_RATES,
+                                  profile_seconds=8, no_perf=False)
+        return args
+
+    def test_the_full_run_is_planned_under_80_minutes(self):
+        args = self.full_run_args()
+        servers = bench.SERVERS
+        expected, upper = bench.estimate_seconds(
+            args, bench.configurations(False), servers, bench.curve_servers(servers),
+            bench.scaling_servers(servers), None)
+        self.assertLess(expected, 80 * 60)
+        self.assertLess(expected, upper)
+        # Only one part: a fraction of it.
+        part, _ = bench.estimate_seconds(args, bench.configurations(False), servers, [], [],
+                                         ["churn-c100"])
+        self.assertLess(part, 0.1 * expected)
+
+    def test_only_rejects_an_unknown_key_with_one_line_and_exit_2(self):
+        done = subprocess.run([sys.executable, RUN, "--only", "c100-64B,bogus", "--no-build"],
+                              capture_output=True, text=True)
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(len(done.stderr.strip().splitlines()), 1)
+        self.assertIn("unknown key bogus", done.stderr)
+        listing = subprocess.run([sys.executable, RUN, "--only", "list"], capture_output=True,
+                                 text=True)
+        self.assertEqual(listing.returncode, 0)
+        for key in ("churn-c100", "c10000-64B", "curve", "scaling", "rss-5000"):
+            self.assertIn(key + ":", listing.stdout)
+
+    def test_scaling_is_skipped_without_threads_in_the_servers_help(self):
+        with tempfile.TemporaryDirectory() as directory:
+            for name, text in (("old", "usage: server [-q] HOST PORT"),
+                               ("new", "usage: server [-q] [--threads N] HOST PORT")):
+                path = os.path.join(directory, name)
+                with open(path, "w") as f:
+                    f.write(f"#!/bin/sh\necho '{text}'\n")
+                os.chmod(path, 0o755)
+            self.assertFalse(bench.threads_supported(os.path.join(directory, "old")))
+            self.assertTrue(bench.threads_supported(os.path.join(directory, "new")))
+            self.assertFalse(bench.threads_supported(os.path.join(directory, "missing")))
 
 
 if __name__ == "__main__":

@@ -31,31 +31,46 @@ public:
         std::uint64_t corrupt_offset = UINT64_MAX; // flip this byte's bits
         std::uint64_t stall_after = UINT64_MAX;    // pause once past this many bytes
         std::chrono::milliseconds stall = std::chrono::milliseconds(0);
+        // The first this many connections: read the first bytes, then close without echoing
+        // (having read them: closing with unread bytes would send a reset instead of the end
+        // of stream under test).
+        unsigned unanswered = 0;
     };
 
     explicit stand_in_server(behaviour b)
         : m_listener(ucoro_test::bind_loopback(true)),
           m_port(ucoro_test::local_port(m_listener.get())), m_thread([this, b] { serve(b); }) {}
     ~stand_in_server() {
-        // The client has exited by now, so the connection is at end of stream; if it never
-        // connected, shutting the listener down ends the accept.
+        // The client has exited by now, so its connections are at end of stream; shutting the
+        // listener down ends the accept that waits for another.
         ::shutdown(m_listener.get(), SHUT_RDWR);
         m_thread.join();
     }
     std::uint16_t port() const { return m_port; }
 
 private:
+    /// Serves one connection after another (ucoro-bench --churn opens many in turn).
     void serve(behaviour b) {
-        ucoro_test::unique_fd connection(
-            ::accept4(m_listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!connection) {
-            return;
-        }
         std::vector<unsigned char> buffer(64 * 1024);
+        for (unsigned index = 0;; ++index) {
+            ucoro_test::unique_fd connection(
+                ::accept4(m_listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            if (!connection) {
+                return;
+            }
+            if (index < b.unanswered) {
+                (void)::recv(connection.get(), buffer.data(), buffer.size(), 0);
+                continue;
+            }
+            echo(connection.get(), b, buffer);
+        }
+    }
+
+    static void echo(int connection, behaviour b, std::vector<unsigned char>& buffer) {
         std::uint64_t offset = 0;
         bool stalled = false;
         while (true) {
-            const ssize_t n = ::recv(connection.get(), buffer.data(), buffer.size(), 0);
+            const ssize_t n = ::recv(connection, buffer.data(), buffer.size(), 0);
             if (n <= 0) {
                 return;
             }
@@ -68,8 +83,8 @@ private:
                 std::this_thread::sleep_for(b.stall); // the misbehaviour under test
             }
             for (ssize_t sent = 0; sent < n;) {
-                const ssize_t m = ::send(connection.get(), buffer.data() + sent,
-                                         std::size_t(n - sent), MSG_NOSIGNAL);
+                const ssize_t m =
+                    ::send(connection, buffer.data() + sent, std::size_t(n - sent), MSG_NOSIGNAL);
                 if (m <= 0) {
                     return;
                 }
@@ -175,7 +190,8 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
         {*python, "-c",
          "import json, sys\n"
          "d = json.loads(sys.argv[1])\n"
-         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'threads', 'seconds',\n"
+         "fields = ['server', 'connections', 'size', 'depth', 'rate', 'churn', 'threads',\n"
+         "  'seconds',\n"
          "  'connections_established', 'connect_failures', 'connection_errors', 'messages',\n"
          "  'bytes', 'messages_per_second', 'latency_p50_ns', 'latency_p90_ns',\n"
          "  'latency_p99_ns', 'latency_p999_ns', 'latency_max_ns', 'latency_mean_ns',\n"
@@ -192,9 +208,13 @@ TEST_CASE("ucoro-bench --json prints one object with every documented field", "[
          "  'server_core_softirq_ns_per_message', 'server_core_steal_ns_per_message',\n"
          "  'server_core_busy']\n"
          "missing = [f for f in fields if f not in d]\n"
-         "extra = [f for f in d if f not in fields + core]\n"
+         "# /proc/net/sockstat's TCP line, where it can be read:\n"
+         "tcp = [f'tcp_{n}_{e}' for n in ('inuse', 'orphan', 'time_wait', 'mem_pages')\n"
+         "  for e in ('start', 'end')]\n"
+         "extra = [f for f in d if f not in fields + core + tcp]\n"
+         "ok = all(f in d for f in tcp) or not any(f in d for f in tcp)\n"
          "print('missing', missing, 'extra', extra)\n"
-         "ok = not missing and not extra and d['messages'] > 0 and d['connections'] == 4\n"
+         "ok = ok and not missing and not extra and d['messages'] > 0 and d['connections'] == 4\n"
          "ok = ok and d['latency_p50_ns'] <= d['latency_p99_ns'] <= d['latency_max_ns']\n"
          "ok = ok and d['server_rss_end_kib'] > 0 and d['server_cpu_ns_per_message'] >= 0\n"
          "ok = ok and d['threads'] == 1 and len(d['client_busy_per_thread']) == 1\n"
@@ -247,6 +267,9 @@ TEST_CASE("ucoro-bench --messages holds idle connections open and reports server
     // It ended when the 50 echoes were in, not after the 30 s duration.
     CHECK(require_number(run, "seconds") < 20);
     CHECK(require_number(run, "server_rss_end_kib") > 0);
+    // The kernel's count holds both ends of the 50 idle connections and the listener (and
+    // whatever else the machine runs, which only adds).
+    CHECK(require_number(run, "tcp_inuse_end") >= 2 * 50 + 1);
 }
 
 TEST_CASE("ucoro-bench reports refused connections and exits 1 when none succeed", "[bench]") {
@@ -265,7 +288,9 @@ TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[be
                                                  {"--rate", "-5"},
                                                  {"-s", "x"},
                                                  {"--threads", "0"},
-                                                 {"--late-after", "0"}}) {
+                                                 {"--late-after", "0"},
+                                                 {"--churn", "--rate", "100"},
+                                                 {"--churn", "-d", "2"}}) {
         const completed_run run = run_bench(1, args);
         INFO("args[0] " << args[0] << "\nstderr: " << run.err);
         REQUIRE(run.status.exited);
@@ -275,7 +300,7 @@ TEST_CASE("ucoro-bench rejects bad options with the usage line and exit 2", "[be
     const completed_run help = ucoro_test::run_program({UCORO_BENCH, "--help"});
     CHECK(help.status.code == 0);
     CHECK_THAT(help.out, Contains("--rate") && Contains("--server-pid") && Contains("--threads") &&
-                             Contains("--late-after"));
+                             Contains("--late-after") && Contains("--churn"));
     const completed_run version = ucoro_test::run_program({UCORO_BENCH, "--version"});
     CHECK(version.status.code == 0);
     CHECK_THAT(version.out, Contains("ucoro-bench"));
@@ -375,4 +400,50 @@ TEST_CASE("ucoro-bench --threads splits the connections and the rate, and merges
         REQUIRE(run.status.code == 0);
         CHECK(require_number(run, "threads") == 2);
     }
+}
+
+TEST_CASE("ucoro-bench --churn opens a connection per echo and checks every one", "[bench]") {
+    auto server = start_server({UCORO_ECHO_SERVER, "-q", "127.0.0.1", "0"});
+    const completed_run run = run_bench(server.port, {"--churn", "-c", "4", "-s", "100", "--warmup",
+                                                      "0", "--duration", "0.5", "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 0);
+    CHECK(run.err.empty());
+    CHECK_THAT(run.out, Contains("\"churn\": true"));
+    const double completed = require_number(run, "messages");
+    CHECK(completed > 4);
+    CHECK(require_number(run, "bytes") == completed * 100);
+    // Every completed echo had its own connection; the ones cut off at the end add a few.
+    CHECK(require_number(run, "connections_established") >= completed);
+    CHECK(require_number(run, "connections_established") <= completed + 2 * 4);
+    CHECK(require_number(run, "connection_errors") == 0);
+    CHECK(require_number(run, "connect_failures") == 0);
+}
+
+TEST_CASE("ucoro-bench --churn exits 1 on a corrupted echo", "[bench]") {
+    stand_in_server server({.corrupt_offset = 10});
+    const completed_run run = run_bench(
+        server.port(), {"--churn", "-c", "1", "-s", "64", "--warmup", "0", "--duration", "30"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 1);
+    CHECK_THAT(run.err, Contains("connection 0: echoed byte at offset 10 is"));
+}
+
+TEST_CASE("ucoro-bench --churn counts and names a connection closed before its echo", "[bench]") {
+    // The stand-in reads the first connection's message and closes it without an echo, then
+    // echoes every later one: the failed cycle is counted, and the next connection's echo is
+    // checked from its own first byte, not from where the failed one stopped.
+    stand_in_server server({.unanswered = 1});
+    const completed_run run =
+        run_bench(server.port(), {"--churn", "-c", "1", "-s", "64", "--warmup", "0", "--duration",
+                                  "0.3", "--json"});
+    INFO("stdout: " << run.out << "\nstderr: " << run.err);
+    REQUIRE(run.status.exited);
+    CHECK(run.status.code == 0);
+    CHECK(require_number(run, "connection_errors") == 1);
+    CHECK(require_number(run, "messages") > 0);
+    CHECK_THAT(run.err, Contains("1 connection errors") &&
+                            Contains("the server closed the connection before echoing"));
 }

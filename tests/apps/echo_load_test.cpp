@@ -247,8 +247,9 @@ task<void> receive_stream(std::shared_ptr<connection_state> state) {
     byte_stream expected(data_seed(state->id));
     std::vector<std::byte> buffer(16 * 1024);
     std::vector<std::byte> reference(buffer.size());
-    if (co_await receive_and_check(*state, expected, buffer, reference,
-                                   state->run.plan.bytes_per_connection)) {
+    if (const bool intact = co_await receive_and_check(*state, expected, buffer, reference,
+                                                       state->run.plan.bytes_per_connection);
+        intact) {
         co_await expect_end_of_stream(*state);
     }
 }
@@ -273,7 +274,8 @@ task<void> ping_pong(std::shared_ptr<connection_state> state) {
             co_return;
         }
         sent_total += n;
-        if (!co_await receive_and_check(*state, expected, buffer, reference, n)) {
+        if (const bool intact = co_await receive_and_check(*state, expected, buffer, reference, n);
+            !intact) {
             co_return;
         }
     }

@@ -617,6 +617,45 @@ TEST_CASE("the drain timeout closes a connection whose peer never reads and exit
     CHECK(server.process.stderr_text().empty());
 }
 
+TEST_CASE("a drain stops listening: new connections are refused while it waits for a send",
+          "[echo_server][defences][e2e]") {
+    // A peer that never reads keeps the drain going (its echo cannot finish), so the server
+    // is still running while the new connections below try to come in.
+    server_process server(server_path::fast, {"-q", "--drain-timeout", "120"});
+    const unique_fd stuck = connect_stuck_peer(server);
+    server.process.send_signal(SIGTERM);
+    const auto first = server.process.read_stdout_line();
+    REQUIRE(first);
+    CHECK_THAT(*first, StartsWith("caught SIGTERM, draining 1 connection"));
+    // The listener closes once the accept loop has ended, a turn or two after the line
+    // above: until then a connect may still complete into the backlog, and the close then
+    // resets it, which is the event each such try waits for. Bounded: 1,000 tries.
+    const sockaddr_in address = ucoro_test::loopback_address(server.port);
+    bool refused = false;
+    for (int attempt = 0; attempt < 1000 && !refused; ++attempt) {
+        const unique_fd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(probe);
+        if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) !=
+            0) {
+            REQUIRE(errno == ECONNREFUSED);
+            refused = true;
+        } else {
+            REQUIRE(ucoro_test::wait_readable(probe.get(), 5000ms)); // reset by the close
+        }
+    }
+    CHECK(refused);
+    server.process.send_signal(SIGINT);
+    const auto status = server.process.wait();
+    INFO("stdout:\n"
+         << server.process.stdout_text() << "stderr:\n"
+         << server.process.stderr_text());
+    REQUIRE(status.exited);
+    CHECK(status.code == 0);
+    // Still draining when it was refused: the refusal was the server's, not its exit's.
+    CHECK_THAT(server.process.stdout_text(), Contains("caught a second signal"));
+    CHECK(server.process.stderr_text().empty());
+}
+
 // --- option values ----------------------------------------------------------------------
 
 TEST_CASE("bad values for the defence options exit 2 with the usage line",

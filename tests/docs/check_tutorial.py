@@ -71,7 +71,7 @@ def check_chapter(root, chapter, update, problems):
         out.extend(expected.splitlines() if update else lines[i + 1 : close])
         out.append(lines[close])
         i = close + 1
-    # Links in the prose only: code (a lambda's `[capture](args)`) is not a link.
+    # Links in the prose only: in a code block, `[capture](args)` is a lambda.
     prose = re.sub(r"^```.*?^```", "", chapter.read_text(), flags=re.M | re.S)
     for link in LINK.finditer(prose):
         if not (chapter.parent / link["target"]).exists():

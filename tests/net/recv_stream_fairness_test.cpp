@@ -174,7 +174,7 @@ task<void> consume(scene& s, std::size_t i) {
 }
 
 task<void> watchdog(scene& s, std::vector<task_handle>& serving) {
-    if (co_await ucoro::sleep_for(s.context, scene_limit)) {
+    if (const auto cancelled = co_await ucoro::sleep_for(s.context, scene_limit); cancelled) {
         co_return; // cancelled: the consumers finished in time
     }
     s.timed_out = true;
