@@ -5,6 +5,10 @@
 
 #include "ucoro/operation.hpp"
 
+namespace ucoro::fs {
+class file;
+}
+
 namespace ucoro::net {
 
 /// Closes a descriptor through the ring, after asking the kernel to cancel every request
@@ -38,10 +42,11 @@ public:
     [[nodiscard]] std::error_code await_resume() noexcept;
 
 private:
-    // Made by socket::close and listener::close, which pass their context (null for a
-    // default-constructed socket: the await then completes at once) and descriptor.
+    // Made by the close() of socket, listener and fs::file, which pass their context (null
+    // for a default-constructed one: the await then completes at once) and descriptor.
     friend class socket;
     friend class listener;
+    friend class fs::file;
     close_operation(io_context* context, int fd) noexcept : io_operation(context), m_fd(fd) {}
 
     int m_fd;
