@@ -5,8 +5,9 @@
 // it at its offset and write it at the same offset in the copy, so that N reads or writes
 // are in the ring at once (the idea of liburing's io_uring-cp, without its bookkeeping:
 // each block's state is a coroutine's local variables); when_all to wait for them all;
-// statx to size the copy and to refuse copying a file onto itself; bad input as one line
-// and a non-zero exit.
+// statx to size the copy and to refuse copying a file onto itself; a destination that
+// cannot seek refused (its blocks would arrive shuffled); bad input as one line and a
+// non-zero exit.
 // Tutorial: docs/tutorial/12_copying_a_file.md
 // Needs: Linux >= 5.6 (IORING_OP_OPENAT, READ, WRITE, STATX).
 // Try: build/debug/bin/12_copy_file /etc/services /tmp/services.copy --in-flight 4
@@ -18,10 +19,13 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +36,8 @@ namespace {
 
 constexpr std::string_view usage =
     "usage: 12_copy_file SRC DST [--in-flight N] [--block-size BYTES]";
+
+constexpr std::size_t max_buffered = 1024 * 1024 * 1024; // the blocks of all workers together
 
 struct options {
     std::string source;
@@ -76,6 +82,12 @@ std::optional<options> parse(int argc, char** argv, std::string& complaint) {
         } else {
             positional.push_back(arg);
         }
+    }
+    // Every worker holds a block: bound what N workers can ask for together.
+    if (parsed.in_flight * parsed.block_size > max_buffered) {
+        complaint =
+            fmt::format("--in-flight times --block-size must be at most {} bytes", max_buffered);
+        return std::nullopt;
     }
     if (positional.size() != 2) {
         complaint = "expected a source and a destination";
@@ -167,6 +179,12 @@ ucoro::task<std::string> copy_file(ucoro::io_context& context, const options& op
         target.stx_dev_minor == status.stx_dev_minor && target.stx_ino == status.stx_ino) {
         co_return fmt::format("{} and {} are the same file", opts.source, opts.destination);
     }
+    // The blocks go in at their offsets in whatever order the workers finish: a pipe, a
+    // socket or a terminal, which cannot seek, would get them shuffled.
+    if (::lseek(destination.native_handle(), 0, SEEK_CUR) < 0 && errno == ESPIPE) {
+        co_return fmt::format("{} cannot be written at an offset (a pipe, socket or terminal)",
+                              opts.destination);
+    }
     // The copy's final length at once, so that a longer old file leaves no tail behind (a
     // plain syscall: IORING_OP_FTRUNCATE needs Linux 6.9). Not for /dev/null and the like.
     if (S_ISREG(target.stx_mode) &&
@@ -180,7 +198,17 @@ ucoro::task<std::string> copy_file(ucoro::io_context& context, const options& op
     if (!copy.failure.empty()) {
         co_return fmt::format("{} to {}: {}", opts.source, opts.destination, copy.failure);
     }
-    // A write error the page cache held back surfaces at close: report it too.
+    // The size came from statx: bytes past it (a file that grew meanwhile, or one whose size
+    // means nothing, as in /proc) would be left out without a word. One more read says.
+    std::array<std::byte, 1> past_end{};
+    auto [end_error, extra] = co_await source.read_at(past_end, status.stx_size);
+    if (end_error || extra != 0) {
+        co_return fmt::format("{} has more bytes than the {} its size said (it grew, or its size "
+                              "means nothing, as in /proc): the copy is incomplete",
+                              opts.source, status.stx_size);
+    }
+    // Some filesystems (NFS) report a write error the page cache held back only at close:
+    // report it too. (On a local one only an fsync would; a copy like cp(1) does none.)
     if (auto error = co_await destination.close()) {
         co_return fmt::format("cannot close {}: {}", opts.destination, error.message());
     }
@@ -206,7 +234,7 @@ int main(int argc, char** argv) {
             fmt::print(stderr, "12_copy_file: {}\n", failure);
             return 1;
         }
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) { // the ring's failures (system_error), out of memory
         fmt::print(stderr, "12_copy_file: {}\n", e.what());
         return 1;
     }

@@ -67,10 +67,20 @@ file(SIZE "${WORK_DIR}/source" size)
 if(NOT size EQUAL 4099007)
     message(FATAL_ERROR "copying the source onto itself changed it: ${size} bytes")
 endif()
+# A source with bytes past its size (a /proc file says 0): an error, not an empty copy.
+expect(1 "^12_copy_file: /proc/self/status has more bytes than the 0 its size said [^\n]*: the copy is incomplete\n$"
+    /proc/self/status "${WORK_DIR}/status")
+# A destination that cannot seek (here the pipe that stdout is) would get the blocks in the
+# order the workers finish: refused before a byte is written.
+expect(1 "^12_copy_file: /dev/stdout cannot be written at an offset \\(a pipe, socket or terminal\\)\n$"
+    "${WORK_DIR}/source" /dev/stdout)
+
 expect(2 "^12_copy_file: --in-flight wants a whole number from 1 to 1024, not '0'\nusage: "
     "${WORK_DIR}/source" "${WORK_DIR}/copy" --in-flight 0)
 expect(2 "^12_copy_file: --block-size wants a whole number from 1 to 67108864, not '4k'\nusage: "
     "${WORK_DIR}/source" "${WORK_DIR}/copy" --block-size 4k)
+expect(2 "^12_copy_file: --in-flight times --block-size must be at most 1073741824 bytes\nusage: "
+    "${WORK_DIR}/source" "${WORK_DIR}/copy" --in-flight 1024 --block-size 67108864)
 expect(2 "^12_copy_file: --in-flight needs a value\nusage: " "${WORK_DIR}/source" "${WORK_DIR}/copy" --in-flight)
 expect(2 "^12_copy_file: unknown option '--fast'\nusage: " "${WORK_DIR}/source" "${WORK_DIR}/copy" --fast)
 expect(2 "^12_copy_file: expected a source and a destination\nusage: " "${WORK_DIR}/source")

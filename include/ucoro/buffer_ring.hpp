@@ -13,7 +13,8 @@ namespace ucoro {
 class io_context;
 namespace net {
 class recv_stream;
-}
+class datagram_stream;
+} // namespace net
 
 /// How many buffers, and how large. The memory (count * buffer_size, plus one ring entry
 /// per buffer) is reserved up front and touched only as buffers are first used.
@@ -105,7 +106,8 @@ public:
     std::uint64_t share_pauses() const noexcept { return m_state->share_pauses; }
 
 private:
-    friend class net::recv_stream; // shares the state with each request it makes
+    friend class net::recv_stream;     // shares the state with each request it makes
+    friend class net::datagram_stream; // likewise
 
     detail::buffer_ring_state* m_state;
 };

@@ -28,7 +28,8 @@
 // 4. A result that owns a resource (an accepted or opened descriptor) needs discard():
 //    when ~io_context drains the ring nobody is resumed, and the descriptor would leak.
 // 5. A kernel may lack the opcode: check opcode_supported() once at start-up and take
-//    another path or report the error; an unsupported opcode completes with -EINVAL.
+//    another path or report the error; an opcode the kernel does not know completes with
+//    -EINVAL (one it was built without, with -EOPNOTSUPP).
 // 6. Cancelling is a request, not a guarantee. A request the kernel has handed to an io-wq
 //    worker (a buffered file read, a send on a full socket after its first attempt) may not
 //    be cancellable until it finishes; the waiter is resumed only with the final CQE, so a
@@ -53,10 +54,19 @@ namespace ucoro {
 
 /// The base of an awaitable io_uring operation. Derive, give it the state the SQE points to
 /// (rule 1), implement `void prepare(io_uring_sqe&) noexcept override` and an
-/// await_resume() that reads result(). Optional overrides, each documented where it is
-/// declared: discard() (rule 4), abandon(), resubmit_after() with resubmit() (several
-/// rounds), and `static constexpr bool supports_timeout = false` for an operation that a
-/// cancel would leave half done (close).
+/// await_resume() that reads result(). Optional, inherited from the base classes in
+/// ucoro/detail/ (named here so that this header is enough to write one):
+/// - `void discard(int result, std::uint32_t flags) noexcept override`: called instead of
+///   resuming anybody when ~io_context drains the ring; release what `result` owns (rule 4).
+/// - `void abandon() noexcept override`: called when the final CQE was lost and the kernel
+///   has let go; assume the worst about what the request did.
+/// - `bool resubmit_after(int result, std::uint32_t flags) noexcept override`: sees each
+///   CQE first; to go again (the rest of a short count), update the state prepare() reads and
+///   `return resubmit(error);` with `bool resubmit(std::error_code& error) noexcept`, which
+///   refuses (false, error set) once a cancel, stop() or the with_timeout deadline has come.
+///   Return false to resume the waiter. Never submit in any other way.
+/// - `static constexpr bool supports_timeout = false`: with_timeout refuses the operation,
+///   for one that a cancel would leave half done (close).
 class io_operation : public detail::io_awaitable {
 public:
     /// Asks the kernel to cancel this operation (IORING_OP_ASYNC_CANCEL), for whoever holds
@@ -138,7 +148,10 @@ struct result_as_int {
 ///     }, [](int n) { return static_cast<std::size_t>(n); });
 ///
 /// Without `map` the value is the res itself (io_result<int>). `prepare` is kept in the
-/// operation and may capture by reference what outlives the co_await (rule 1).
+/// operation and runs when the co_await suspends (and again for each round), so it may
+/// capture by reference only what outlives the co_await (rule 1). In a function that returns
+/// the operation, capture by value: `[&]` there captures the function's parameters, which
+/// are gone by the time prepare() runs.
 template <typename Prepare, typename Map = detail::result_as_int>
 requires std::is_invocable_v<Prepare&, io_uring_sqe&> && std::is_invocable_v<const Map&, int>
     prepared_operation<Prepare, Map> make_operation(io_context& context, Prepare prepare,

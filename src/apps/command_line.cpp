@@ -42,6 +42,23 @@ std::optional<net::address> parse_host_port(const program_info& program, std::st
     return address;
 }
 
+bool names_unix_socket(std::string_view host) noexcept {
+    return host.starts_with("unix:") || host.starts_with('/') || host.starts_with('@');
+}
+
+std::optional<net::address> parse_unix_socket(const program_info& program, std::string_view name,
+                                              int& exit_code) {
+    auto address = net::address::parse_unix(name);
+    if (!address) {
+        fmt::print(stderr,
+                   "{}: bad Unix socket name '{}': expected unix:PATH, /PATH or @NAME, not "
+                   "empty, at most 107 bytes\n",
+                   program.name, name);
+        exit_code = exit_failure;
+    }
+    return address;
+}
+
 std::optional<net::address> parse_endpoint(const program_info& program, std::string_view option,
                                            std::string_view value, int& exit_code) {
     const std::size_t colon = value.rfind(':');

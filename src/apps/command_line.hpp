@@ -37,6 +37,15 @@ int usage_error(const program_info& program, std::string_view reason = {});
 std::optional<net::address> parse_host_port(const program_info& program, std::string_view host,
                                             std::string_view port, int& exit_code);
 
+/// Whether a HOST argument names a Unix-domain stream socket instead (`unix:NAME`, `/PATH`
+/// or `@ABSTRACT`): then no PORT follows it.
+bool names_unix_socket(std::string_view host) noexcept;
+
+/// Parses such a name (net::address::parse_unix). On failure prints why and sets
+/// `exit_code` to exit_failure, as for a bad host.
+std::optional<net::address> parse_unix_socket(const program_info& program, std::string_view name,
+                                              int& exit_code);
+
 /// HOST:PORT in one argument (IPv6 in brackets: [::1]:9100), for options such as --metrics.
 /// Fails as parse_host_port does; a value without a colon is a usage error, exit_usage.
 std::optional<net::address> parse_endpoint(const program_info& program, std::string_view option,

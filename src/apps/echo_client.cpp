@@ -23,7 +23,7 @@ namespace ucoro::apps {
 namespace {
 
 constexpr std::string_view usage =
-    "usage: ucoro-echo-client [-t SECONDS] HOST PORT NUM_CONNECTIONS";
+    "usage: ucoro-echo-client [-t SECONDS] {HOST PORT | unix:PATH} NUM_CONNECTIONS";
 constexpr unsigned max_connections = 10000;
 constexpr unsigned default_timeout_seconds = 10;
 
@@ -153,9 +153,13 @@ int echo_client_main(int argc, char** argv) {
             fmt::print("{}\n"
                        "Opens NUM_CONNECTIONS connections at once; each sends two messages, reads\n"
                        "the same bytes back and closes. Exits 0 only if every byte matched.\n"
+                       "HOST PORT is a numeric IPv4 or IPv6 address and a port; in their place,\n"
+                       "unix:PATH (or a PATH starting with /) connects to a Unix-domain stream\n"
+                       "socket, and @NAME (or unix:@NAME) to an abstract one.\n"
                        "  -t SECONDS   give up on the server after this long (default {})\n"
                        "  --version    print the version and the git commit, and exit\n"
-                       "example: ucoro-echo-client 127.0.0.1 65432 2\n",
+                       "example: ucoro-echo-client 127.0.0.1 65432 2\n"
+                       "         ucoro-echo-client unix:/run/ucoro-echo.sock 2\n",
                        usage, default_timeout_seconds);
             return 0;
         }
@@ -179,17 +183,23 @@ int echo_client_main(int argc, char** argv) {
             return usage_error(program, fmt::format("unexpected argument '{}'", arg));
         }
     }
-    if (count_positional != 3) {
+    // A Unix socket name stands for HOST and PORT both.
+    const bool unix_socket = count_positional > 0 && names_unix_socket(positional[0]);
+    const int expected = unix_socket ? 2 : 3;
+    if (count_positional != expected) {
         return usage_error(program);
     }
-    const auto count = parse_number(positional[2], 1, max_connections);
+    const std::string_view count_text = positional[expected - 1];
+    const auto count = parse_number(count_text, 1, max_connections);
     if (!count) {
         return usage_error(program, fmt::format("invalid NUM_CONNECTIONS '{}': expected a number "
                                                 "from 1 to {}",
-                                                positional[2], max_connections));
+                                                count_text, max_connections));
     }
     int exit_code = 0;
-    const auto server = parse_host_port(program, positional[0], positional[1], exit_code);
+    const auto server = unix_socket
+                            ? parse_unix_socket(program, positional[0], exit_code)
+                            : parse_host_port(program, positional[0], positional[1], exit_code);
     if (!server) {
         return exit_code;
     }

@@ -15,7 +15,8 @@ namespace {
 constexpr std::string_view usage =
     "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
     "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
-    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] [--metrics HOST:PORT] HOST PORT";
+    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] [--metrics HOST:PORT] "
+    "{HOST PORT | unix:PATH}";
 
 // The drain's default: long enough for echoes in flight, short enough for a service manager.
 constexpr std::chrono::milliseconds default_drain_timeout{5000};
@@ -134,6 +135,10 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
             fmt::print("{}\n"
                        "Echoes back everything each client sends, on any number of concurrent\n"
                        "connections, until the client closes. Ctrl+C or SIGTERM stops it.\n"
+                       "HOST PORT is a numeric IPv4 or IPv6 address and a port; in their place,\n"
+                       "unix:PATH (or a PATH starting with /) listens on a Unix-domain stream\n"
+                       "socket file, removed at exit (a stale one left by a server that is gone\n"
+                       "is replaced), and @NAME (or unix:@NAME) on an abstract one.\n"
                        "  -q        do not print a line per connection\n"
                        "  -v        say which receive path is used; print loop counters at exit\n"
                        "  --version print the version and the git commit, and exit; with -v\n"
@@ -166,7 +171,8 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
                        "            serve the counters at http://HOST:PORT/metrics in Prometheus'\n"
                        "            text format ([::1]:PORT for IPv6; port 0 picks a free one)\n"
                        "SECONDS is a positive number, fractions allowed (0.5), at most 86400.\n"
-                       "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n",
+                       "example: ucoro-echo-server --idle-timeout 30 127.0.0.1 65432\n"
+                       "         ucoro-echo-server unix:/run/ucoro-echo.sock\n",
                        usage, disable_features, default_send_timeout.count() / 1000.0,
                        default_drain_timeout.count() / 1000.0, default_batch_wait.count());
             return exit_with(0);
@@ -245,7 +251,7 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
             }
         } else if (arg.size() > 1 && arg[0] == '-') {
             return exit_with(usage_error(program, fmt::format("unknown option '{}'", arg)));
-        } else if (count < 2) {
+        } else if (count < 2) { // HOST PORT, or one Unix socket name
             positional[count++] = arg;
         } else {
             return exit_with(usage_error(program, fmt::format("unexpected argument '{}'", arg)));
@@ -257,10 +263,13 @@ std::optional<echo_server_options> parse_echo_server_options(int argc, char** ar
     if (version) {
         return exit_with(print_version(program, verbose, options));
     }
-    if (count != 2) {
+    const bool unix_socket = count > 0 && names_unix_socket(positional[0]);
+    if (count != (unix_socket ? 1 : 2)) {
         return exit_with(usage_error(program));
     }
-    const auto local = parse_host_port(program, positional[0], positional[1], exit_code);
+    const auto local = unix_socket
+                           ? parse_unix_socket(program, positional[0], exit_code)
+                           : parse_host_port(program, positional[0], positional[1], exit_code);
     if (!local) {
         return std::nullopt;
     }

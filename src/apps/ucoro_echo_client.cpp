@@ -1,4 +1,4 @@
-// ucoro-echo-client HOST PORT NUM_CONNECTIONS: see echo_client.cpp.
+// ucoro-echo-client {HOST PORT | unix:PATH} NUM_CONNECTIONS: see echo_client.cpp.
 #include "echo_client.hpp"
 
 int main(int argc, char** argv) {

@@ -33,6 +33,19 @@ int descriptor_of(const io_uring_sqe& sqe) noexcept {
     }
 }
 
+// An io-wq worker blocked in an interruptible wait (an open of a FIFO) that a cancel signals
+// returns the kernel's internal -ERESTARTSYS family (512 to 516, include/linux/errno.h),
+// which no CQE should carry and no std::errc names: report the cancel that caused it, or
+// EINTR for a signal of another origin.
+int without_restart_code(int result, bool cancel_requested) noexcept {
+    constexpr int restart_first = 512; // ERESTARTSYS
+    constexpr int restart_last = 516;  // ERESTART_RESTARTBLOCK
+    if (result > -restart_first || result < -restart_last) {
+        return result;
+    }
+    return cancel_requested ? -ECANCELED : -EINTR;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -331,10 +344,11 @@ void io_context::dispatch(bool resume) {
         if ((c.flags & IORING_CQE_F_MORE) == 0) {
             unlink(*op); // its final CQE: the kernel is done with op
         }
+        const int result = without_restart_code(c.result, op->m_cancel_requested);
         if (resume) {
-            op->complete(c.result, c.flags);
+            op->complete(result, c.flags);
         } else {
-            op->discard(c.result, c.flags);
+            op->discard(result, c.flags);
         }
     }
     m_completions.clear();

@@ -37,7 +37,7 @@ using ucoro_test::split_lines;
 using ucoro_test::unique_fd;
 
 constexpr std::string_view client_usage =
-    "usage: ucoro-echo-client [-t SECONDS] HOST PORT NUM_CONNECTIONS";
+    "usage: ucoro-echo-client [-t SECONDS] {HOST PORT | unix:PATH} NUM_CONNECTIONS";
 constexpr std::string_view sent_text = "Message 1 from client.Message 2 from client.";
 
 completed_run run_client(std::vector<std::string> args) {

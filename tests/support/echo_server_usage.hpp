@@ -9,6 +9,7 @@ namespace ucoro_test {
 inline constexpr std::string_view echo_server_usage =
     "usage: ucoro-echo-server [-q] [-v] [--simple] [--disable FEATURE[,FEATURE...]] "
     "[--idle-timeout SECONDS] [--send-timeout SECONDS] [--max-connections N] "
-    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] [--metrics HOST:PORT] HOST PORT";
+    "[--drain-timeout SECONDS] [--batch-wait MICROSECONDS] [--metrics HOST:PORT] "
+    "{HOST PORT | unix:PATH}";
 
 } // namespace ucoro_test

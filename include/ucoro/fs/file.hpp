@@ -21,9 +21,10 @@ namespace ucoro::fs {
 
 /// Owns a file descriptor and starts operations on it, each at an explicit offset, so
 /// coroutines can read and write the same file at once without a shared position.
-/// Move-only. Destroying an open file closes it synchronously; `co_await f.close()` closes it
-/// through the ring and reports the error (which for a file can be a delayed write error:
-/// check it after writing).
+/// Move-only. Destroying an open file closes it synchronously, and cancels nothing: a read
+/// of a pipe still armed on it keeps the pipe open and goes on waiting. `co_await f.close()`
+/// closes it through the ring, after cancelling what is armed on it, and reports the error
+/// (on some filesystems, NFS, a delayed write error: check it after writing).
 ///
 /// Buffers handed to an operation must stay alive until it completes, which they do when
 /// they live in the awaiting coroutine's frame. Cancelling a read or write of a regular file

@@ -19,8 +19,12 @@ namespace ucoro::fs {
 /// The path is copied into the operation: the kernel reads it when the request starts, which
 /// may be in an io-wq worker after the caller's string is gone (rule 1). If the context is
 /// destroyed with the open in flight, discard() closes the descriptor nobody will take
-/// (rule 4). The open itself, once running in a worker (a slow filesystem, a FIFO waiting for
-/// a writer), is not stopped by a cancel (read.hpp).
+/// (rule 4). An open that runs in an io-wq worker (always with O_CREAT or O_TRUNC) and waits
+/// there (a FIFO waiting for its peer, a slow network filesystem) ends on a cancel
+/// (task_handle::cancel, when_any's loser, stop()) with operation_canceled if its wait can be
+/// interrupted, as a FIFO's can. with_timeout does not bound it: on Linux 6.18 the kernel
+/// did not fire a linked timeout while the worker waited (docs/cancellation.md, "Files and
+/// io-wq"); time such an open with when_any and a sleep_for.
 class [[nodiscard]] open_operation final : public io_operation {
 public:
     open_operation(io_context& context, std::string path, int flags, mode_t mode)

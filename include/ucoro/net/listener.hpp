@@ -1,8 +1,10 @@
-// listener: a listening TCP socket.
+// listener: a listening TCP or Unix-domain stream socket.
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
+#include <string>
 #include <utility>
 
 #include "ucoro/net/accept.hpp"
@@ -16,12 +18,22 @@ class io_context;
 
 namespace ucoro::net {
 
-/// A bound, listening TCP socket (SO_REUSEADDR, close-on-exec). Bind to port 0 and read
+/// A bound, listening stream socket (close-on-exec): TCP (SO_REUSEADDR) for an IP address,
+/// Unix-domain for a Unix name (address::unix_socket). Bind to port 0 and read
 /// local_address() to learn the port the kernel chose.
+///
+/// A Unix path is a file, and it outlives the socket that made it. So:
+/// - a stale socket file at the path (a socket nobody listens on: connecting to it is
+///   refused, as after a crash) is removed and the bind retried; anything else there (a
+///   live listener, a regular file) is left alone and the bind fails with EADDRINUSE (a
+///   live listener sees that probe as one connection, closed at once);
+/// - the listener removes the file it created when it is closed or destroyed, if the path
+///   still names that file (not one another process has put there since).
+/// An abstract name ("@name") has no file: none of this applies.
 class listener {
 public:
     /// Throws std::system_error naming the step that failed ("bind 127.0.0.1:65432") and
-    /// carrying its errno (EADDRINUSE when the port is taken).
+    /// carrying its errno (EADDRINUSE when the port or path is taken).
     listener(io_context& context, const address& local, int backlog = SOMAXCONN);
     listener(listener&& other) noexcept;
     listener& operator=(listener&&) = delete;
@@ -44,13 +56,22 @@ public:
     /// std::system_error if the ring cannot take the cancel.
     void cancel();
     /// Closes through the ring, cancelling first any accept still armed on the socket. The
-    /// listener gives up its descriptor at once.
-    close_operation close() noexcept { return {m_context, std::exchange(m_fd, -1)}; }
+    /// listener gives up its descriptor at once (and removes its Unix path, see above).
+    close_operation close() noexcept {
+        remove_path();
+        return {m_context, std::exchange(m_fd, -1)};
+    }
 
 private:
+    /// Removes the Unix path this listener created, if it still names the same file.
+    void remove_path() noexcept;
+
     io_context* m_context;
     int m_fd;
     address m_local;
+    std::string m_path; // the Unix socket file we created, until removed
+    dev_t m_path_device = 0;
+    ino_t m_path_inode = 0;
 };
 
 } // namespace ucoro::net

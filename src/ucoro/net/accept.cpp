@@ -20,6 +20,7 @@ io_result<socket> accept_operation::await_resume() noexcept {
     if (result() < 0) {
         return {error(), {}};
     }
+    m_peer.set_size(m_peer_length); // a Unix peer's name is as long as the kernel said
     return {{}, socket(context(), result(), m_peer)};
 }
 

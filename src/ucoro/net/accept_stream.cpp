@@ -72,6 +72,8 @@ io_result<socket> accept_stream::next_awaiter::await_resume() noexcept {
         // The peer reset before we looked: the socket is still ours to hand out; its
         // first read will report the reset.
         peer = address();
+    } else {
+        peer.set_size(length);
     }
     return {{}, socket(m_request->context(), c.result, peer)};
 }

@@ -41,6 +41,7 @@ address socket::local_address() const {
     if (::getsockname(m_fd, local.data(), &length) != 0) {
         return {};
     }
+    local.set_size(length);
     return local;
 }
 
