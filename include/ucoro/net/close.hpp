@@ -42,10 +42,12 @@ public:
     [[nodiscard]] std::error_code await_resume() noexcept;
 
 private:
-    // Made by the close() of socket, listener and fs::file, which pass their context (null
-    // for a default-constructed one: the await then completes at once) and descriptor.
+    // Made by the close() of socket, listener, udp_socket and fs::file, which pass their
+    // context (null for a default-constructed one: the await then completes at once) and
+    // descriptor.
     friend class socket;
     friend class listener;
+    friend class udp_socket;
     friend class fs::file;
     close_operation(io_context* context, int fd) noexcept : io_operation(context), m_fd(fd) {}
 

@@ -108,8 +108,9 @@ public:
         return {m_context, m_fd, buffer};
     }
     /// Receives datagram after datagram into buffers of `ring` with one multishot request
-    /// (datagram_stream.hpp). The stream must not outlive the socket.
-    datagram_stream receive_from_multishot(buffer_ring& ring) { return {ring, m_fd}; }
+    /// (datagram_stream.hpp). The stream must not outlive the socket. A ring of another
+    /// io_context throws std::invalid_argument, as socket::recv_multishot does.
+    datagram_stream receive_from_multishot(buffer_ring& ring);
     /// Closes through the ring; the socket gives up its descriptor at once.
     close_operation close() noexcept { return {m_context, std::exchange(m_fd, -1)}; }
 
