@@ -91,7 +91,7 @@ task<void> cancel_into_a_full_queue(io_context& context, cancel_scene& scene,
     // cancel must flush it, and that io_uring_enter is made to fail.
     ucoro::detail::set_fault_injector(context, &faults);
     try {
-        context.cancel(*scene.target.op);
+        scene.target.op->cancel();
     } catch (const std::system_error&) {
         scene.cancel_threw = true;
     }

@@ -36,6 +36,7 @@
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/recv.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/poll.hpp"
 #include "ucoro/sleep.hpp"
 #include "ucoro/task.hpp"
@@ -111,8 +112,9 @@ task<void> await_endless(io_context& context, endless_kind kind, int recv_fd,
         break;
     case endless_kind::recv: {
         std::array<std::byte, 64> buffer{};
-        const auto result =
-            co_await ucoro::net::recv_operation(&context, recv_fd, std::span<std::byte>(buffer));
+        const auto result = co_await ucoro::make_operation(context, [&](io_uring_sqe& sqe) {
+            io_uring_prep_recv(&sqe, recv_fd, buffer.data(), buffer.size(), 0);
+        });
         error = result.error;
         break;
     }
@@ -151,9 +153,9 @@ struct watchdog_state {
     ucoro::sleep_operation* sleep = nullptr;
     bool fired = false;
 
-    void disarm(io_context& context) {
+    void disarm() {
         if (sleep != nullptr) {
-            context.cancel(*sleep);
+            sleep->cancel();
         }
     }
 };
@@ -397,7 +399,7 @@ task<void> short_sleep(io_context& context, cancel_scene& scene, std::size_t ind
         scene.long_pending_when_shorts_finished = scene.long_bystander != nullptr;
         scene.victim_done_when_shorts_finished = scene.victim_outcome.resumed == 1;
         if (scene.long_bystander != nullptr) {
-            context.cancel(*scene.long_bystander);
+            scene.long_bystander->cancel();
         }
     }
 }
@@ -405,11 +407,11 @@ task<void> short_sleep(io_context& context, cancel_scene& scene, std::size_t ind
 task<void> cancel_victim(io_context& context, cancel_scene& scene) {
     co_await next_turn{context}; // every sleep is in the kernel now
     REQUIRE(scene.victim != nullptr);
-    context.cancel(*scene.victim);
-    context.cancel(*scene.victim); // a repeated request is harmless
+    scene.victim->cancel();
+    scene.victim->cancel(); // a repeated request is harmless
 }
 
-TEST_CASE("io_context::cancel(op) cancels that one operation and no other") {
+TEST_CASE("io_operation::cancel cancels that one operation and no other") {
     auto context = make_context();
     if (!context) {
         return;
@@ -443,7 +445,7 @@ task<void> sleep_zero_and_count(io_context& context, outcome& out, int& finished
     out.error = co_await ucoro::sleep_for(context, 0ns);
     ++out.resumed;
     if (++finished == total) {
-        watchdog.disarm(context); // all arrived
+        watchdog.disarm(); // all arrived
     }
 }
 
@@ -486,7 +488,7 @@ task<void> poll_event(io_context& context, eventfd_scene& scene, std::size_t ind
     scene.revents[index] = result.value;
     ++scene.outcomes[index].resumed;
     if (++scene.finished == static_cast<int>(scene.outcomes.size())) {
-        scene.watchdog.disarm(context); // all arrived
+        scene.watchdog.disarm(); // all arrived
     }
 }
 

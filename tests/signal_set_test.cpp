@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <system_error>
 
 #include "support/counting.hpp"
@@ -12,9 +13,12 @@
 #include "ucoro/io_result.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/task.hpp"
+#include "ucoro/timeout.hpp"
+#include "ucoro/when_any.hpp"
 
 namespace {
 
+using namespace std::chrono_literals;
 using ucoro::io_context;
 using ucoro::io_result;
 using ucoro::task;
@@ -52,6 +56,10 @@ bool is_blocked(int signal_number) {
     return sigismember(&current, signal_number) == 1;
 }
 
+task<io_result<int>> wait_in_task(ucoro::signal_set& signals) {
+    co_return co_await signals.wait();
+}
+
 task<io_result<int>> raise_then_wait(ucoro::signal_set& signals, int signal_number) {
     REQUIRE(::kill(::getpid(), signal_number) == 0);
     co_return co_await signals.wait();
@@ -78,7 +86,7 @@ TEST_CASE("signal_set::wait returns a signal raised before waiting began") {
     ucoro::signal_set signals(*context, {SIGUSR1});
     // Blocked by the set, so it stays pending until wait() reads it.
     REQUIRE(::kill(::getpid(), SIGUSR1) == 0);
-    const auto [error, signal_number] = context->block_on(signals.wait());
+    const auto [error, signal_number] = context->block_on(wait_in_task(signals));
     CHECK_FALSE(error);
     CHECK(signal_number == SIGUSR1);
 }
@@ -116,6 +124,43 @@ TEST_CASE("signal_set::wait suspends until one of its signals arrives and names 
     CHECK(record.finished);
     CHECK_FALSE(record.result.error);
     CHECK(record.result.value == SIGUSR2);
+    CHECK(context->in_flight() == 0);
+}
+
+TEST_CASE("signal_set::wait under with_timeout ends with timed_out and leaves a later signal "
+          "for the next wait") {
+    ignore_user_signals guard;
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    ucoro::signal_set signals(*context, {SIGUSR1});
+    io_result<int> timed{};
+    io_result<int> later{};
+    context->block_on([&]() -> task<void> {
+        timed = co_await ucoro::with_timeout(signals.wait(), 20ms);
+        REQUIRE(::kill(::getpid(), SIGUSR1) == 0);
+        later = co_await ucoro::with_timeout(signals.wait(), 10s);
+    }());
+    CHECK(timed.error == std::errc::timed_out);
+    CHECK_FALSE(later.error);
+    CHECK(later.value == SIGUSR1);
+    CHECK(context->in_flight() == 0);
+}
+
+TEST_CASE("signal_set::wait as when_any's loser is cancelled and the loop empties") {
+    ignore_user_signals guard;
+    auto context = make_context();
+    if (!context) {
+        return;
+    }
+    ucoro::signal_set signals(*context, {SIGUSR1});
+    io_result<int> lost{{}, -1};
+    auto loser = [&]() -> task<void> { lost = co_await signals.wait(); };
+    auto winner = [&]() -> task<void> { co_await next_turn{*context}; };
+    const auto outcome = context->block_on(ucoro::when_any(loser(), winner()));
+    CHECK(outcome.index == 1);
+    CHECK(lost.error == std::errc::operation_canceled);
     CHECK(context->in_flight() == 0);
 }
 

@@ -26,11 +26,11 @@
 #include "support/stream_pair.hpp"
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/detail/fault_injection.hpp"
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/accept_stream.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/task.hpp"
 #include "ucoro/task_handle.hpp"
 
@@ -426,13 +426,13 @@ TEST_CASE("stop() cancels through the same scopes: deep chains, streams, and uns
 
 /// A recv whose storage the test places itself, so that a second one can be built at the
 /// very address (the user_data) of the first.
-class probe final : public ucoro::detail::io_awaitable {
+class probe final : public ucoro::io_operation {
 public:
-    probe(io_context& context, int fd) noexcept : io_awaitable(context), m_fd(fd) {}
+    probe(io_context& context, int fd) noexcept : io_operation(context), m_fd(fd) {}
     void prepare(io_uring_sqe& sqe) noexcept override {
         io_uring_prep_recv(&sqe, m_fd, m_buffer.data(), m_buffer.size(), 0);
     }
-    int await_resume() const noexcept { return m_result; }
+    int await_resume() const noexcept { return result(); }
 
 private:
     int m_fd;

@@ -1,5 +1,5 @@
 // Which operations with_timeout takes, checked at compile time: every single-shot operation
-// built on io_awaitable (send_all and send_all_gather too, whose later rounds carry the
+// built on io_operation (send_all and send_all_gather too, whose later rounds carry the
 // deadline), and not close (a cancelled close leaves its descriptor neither ours nor
 // closed), nor what is not an operation in the ring (a task, a stream's next(), an event
 // wait). The test case below only makes ctest list this file; the checks are the

@@ -9,11 +9,11 @@
 #include <coroutine>
 #include <cstddef>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/connect.hpp"
 #include "ucoro/net/listener.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/task.hpp"
 
 namespace {
@@ -84,13 +84,13 @@ void spawn(benchmark::State& state) {
 BENCHMARK(spawn);
 
 // IORING_OP_NOP: the loop's own cost for one request (SQE, io_uring_enter, CQE, resume)
-// with nothing for the kernel to do. ucoro has no public NOP, so the benchmark defines one
-// on the same base every operation uses.
-class nop_operation final : public ucoro::detail::io_awaitable {
+// with nothing for the kernel to do. ucoro has no NOP of its own, so the benchmark defines
+// one on the contract every operation uses (operation.hpp).
+class nop_operation final : public ucoro::io_operation {
 public:
-    explicit nop_operation(io_context& context) noexcept : io_awaitable(context) {}
+    explicit nop_operation(io_context& context) noexcept : io_operation(context) {}
     void prepare(io_uring_sqe& sqe) noexcept override { io_uring_prep_nop(&sqe); }
-    int await_resume() const noexcept { return m_result; }
+    int await_resume() const noexcept { return result(); }
 };
 
 task<void> nop_round_trips(io_context& context, benchmark::State& state) {

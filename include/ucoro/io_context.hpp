@@ -29,6 +29,7 @@
 namespace ucoro {
 
 namespace detail {
+struct context_access;
 class spawned_promise;
 class fault_injector;
 void set_fault_injector(io_context&, fault_injector*) noexcept;
@@ -159,7 +160,7 @@ public:
     /// It is task_handle::cancel applied to everything: it requests the context's root
     /// cancellation scope, to which every spawned task's scope is attached, so multishot
     /// streams and what a task starts later are reached too. What is in flight outside any
-    /// scope (an operation awaited by a plain coroutine, an adopted request) is cancelled by
+    /// scope (an operation awaited by a plain coroutine, a released request) is cancelled by
     /// the loop as well, at its next turn.
     ///
     /// A send blocked on a peer that never reads may not end: once the kernel has moved it
@@ -175,6 +176,12 @@ public:
     /// its exception). Other spawned work runs meanwhile.
     template <typename T>
     T block_on(task<T> work);
+
+private:
+    // The loop's internals: the library's own operations reach them through
+    // detail::context_access (io_operation's submit, a close's cancels); a program writes
+    // operations on ucoro::io_operation (operation.hpp) and never names these.
+    friend struct detail::context_access;
 
     /// Asks the kernel to cancel one in-flight operation (IORING_OP_ASYNC_CANCEL). It
     /// still completes, with operation_canceled or with its own result if it won the race.
@@ -201,10 +208,10 @@ public:
     /// a later close of a new socket that reuses the number.
     void cancel_operations_on(int fd);
 
-    /// Takes over an in-flight operation whose owner has gone (a multishot request whose
-    /// stream was destroyed): cancels it now, or on the next turn if the ring cannot take
-    /// the cancel now. The operation frees itself when its final CQE arrives.
-    void adopt(detail::operation& op) noexcept;
+    /// Takes over an in-flight operation that its owner has let go of (a multishot request
+    /// whose stream was destroyed): cancels it now, or on the next turn if the ring cannot
+    /// take the cancel now. The operation frees itself when its final CQE arrives.
+    void release(detail::operation& op) noexcept;
 
     /// Makes sure the next `count` SQEs can be taken without a flush, flushing now if not,
     /// so that SQEs that belong together (a cancel and its close) are queued together or
@@ -220,6 +227,7 @@ public:
     /// the SQ first if it has room for fewer, so a full SQ never splits the link.
     void submit_linked(detail::operation& first, detail::operation& second);
 
+public:
     /// Queues a coroutine to be resumed on the next turn of the loop.
     void post(std::coroutine_handle<> handle) { m_ready.push_back(handle); }
 
@@ -287,7 +295,7 @@ private:
     void check_lost_completions() noexcept;
     void dispatch(bool resume);
     void cancel_all_in_flight();
-    void cancel_adopted();
+    void cancel_released();
     void receive_messages(bool resume);
     void arm_wake_poll();
     void link(detail::operation& op) noexcept;
@@ -306,7 +314,7 @@ private:
     unsigned m_batch_wait_events = 1; // io_context_options::batch_wait_events, or as set
     bool m_stop_requested = false;
     bool m_running = false;
-    bool m_adoptions_pending = false; // an adopted operation still needs its cancel
+    bool m_releases_pending = false; // a released operation still needs its cancel
     std::size_t m_in_flight = 0;
     // The operations in flight, filed by the descriptor their SQE names (detail::operation's
     // m_fd): a close cancels what is armed on its descriptor without walking the others.

@@ -1,6 +1,4 @@
-// The contract for adding an io_uring operation to ucoro: the fs operations are written on
-// it, and the built-in net ones on the same base (detail::io_awaitable, which io_operation
-// only adds accessors to).
+// The contract for adding an io_uring operation to ucoro: every built-in one is written on it.
 //
 // Two ways in:
 // - make_operation(context, prepare, map): an io_uring_prep_* call and a result mapping,
@@ -70,6 +68,16 @@ namespace ucoro {
 /// - `static constexpr bool supports_timeout = false`: with_timeout refuses the operation,
 ///   for one that a cancel would leave half done (close).
 class io_operation : public detail::io_awaitable {
+public:
+    /// Asks the kernel to cancel this operation (IORING_OP_ASYNC_CANCEL), for whoever holds
+    /// it while a coroutine is suspended in it (a watchdog's sleep that is no longer
+    /// needed). The await still completes exactly once: with operation_canceled, or with
+    /// its own result if it finished first (rule 6). Only while it is in the ring: once
+    /// its await has resumed, the address may be another operation's. A second request
+    /// for the same round does nothing. Throws std::system_error if the ring cannot take
+    /// the cancel.
+    void cancel();
+
 protected:
     explicit io_operation(io_context& context) noexcept : io_awaitable(context) {}
     /// `context` may be null: the await then completes at once with EBADF (bad_file_descriptor).

@@ -3,17 +3,17 @@
 
 #include <poll.h>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro {
 
 /// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, ...); the value is the revents
 /// mask. For descriptors whose reads must happen in this thread, like a signalfd.
-class [[nodiscard]] poll_operation final : public detail::io_awaitable {
+class [[nodiscard]] poll_operation final : public io_operation {
 public:
     poll_operation(io_context& context, int fd, unsigned events) noexcept
-        : io_awaitable(context), m_fd(fd), m_events(events) {}
+        : io_operation(context), m_fd(fd), m_events(events) {}
 
     void prepare(io_uring_sqe& sqe) noexcept override;
     io_result<unsigned> await_resume() const noexcept;

@@ -6,15 +6,15 @@
 #include <chrono>
 #include <system_error>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_context.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro {
 
 /// Suspends for at least `duration`, or until `deadline` (io_context::clock), on an io_uring
 /// timeout: no timer thread, no timerfd. Succeeds with an empty error_code, or reports
 /// operation_canceled if the context stops (or the task is cancelled) first.
-class [[nodiscard]] sleep_operation final : public detail::io_awaitable {
+class [[nodiscard]] sleep_operation final : public io_operation {
 public:
     sleep_operation(io_context& context, std::chrono::nanoseconds duration) noexcept;
     sleep_operation(io_context& context, io_context::clock::time_point deadline) noexcept;

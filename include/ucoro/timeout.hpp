@@ -14,19 +14,20 @@
 #include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/detail/operation.hpp"
 #include "ucoro/io_context.hpp"
+#include "ucoro/operation.hpp"
 #include "ucoro/task.hpp"
 
 namespace ucoro {
 
 /// What with_timeout accepts: an operation whose every round is one SQE that a linked
 /// timeout can cut short and a cancellation scope can reach, and for which being cut short
-/// is a clean outcome. Each operation says so itself (`supports_timeout`, true by default
-/// in io_awaitable); close says false, since a cancelled close leaves its descriptor
-/// neither ours nor closed. Multishot streams, tasks and event waits are not operations of
-/// this kind (time them with when_any and a sleep).
+/// is a clean outcome: an io_operation (operation.hpp) whose `supports_timeout` is true, as
+/// it is unless the class says otherwise; close says false, since a cancelled close leaves
+/// its descriptor neither ours nor closed. Multishot streams, tasks and event waits are not
+/// operations of this kind (time them with when_any and a sleep).
 template <typename Operation>
 concept timeout_linkable =
-    std::derived_from<Operation, detail::io_awaitable> && Operation::supports_timeout;
+    std::derived_from<Operation, io_operation> && Operation::supports_timeout;
 
 namespace detail {
 

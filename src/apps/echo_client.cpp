@@ -57,9 +57,9 @@ task<void> watchdog(io_context& context, client_state& state) {
     }
 }
 
-void finish_connection(io_context& context, client_state& state) {
+void finish_connection(client_state& state) {
     if (--state.remaining == 0 && state.watchdog != nullptr) {
-        context.cancel(*state.watchdog);
+        state.watchdog->cancel();
     }
 }
 
@@ -127,7 +127,7 @@ task<void> exchange_messages(io_context& context, net::address server, unsigned 
 task<void> run_connection(io_context& context, net::address server, unsigned id,
                           client_state& state, connection_outcome& outcome) {
     co_await exchange_messages(context, server, id, state, outcome);
-    finish_connection(context, state);
+    finish_connection(state);
 }
 
 std::optional<unsigned> parse_number(std::string_view text, unsigned low, unsigned high) {

@@ -61,7 +61,6 @@ struct serving_thread {
     // runs, and after it tore the objects above down).
     std::string path; // the receive path, for -v
     net::address local;
-    int listen_fd = -1;
     buffer_ring* ring_in_use = nullptr;
     bool alive = false; // the I/O objects above exist (read on the thread, for --metrics)
     // Copied in after_run, for -v.
@@ -91,7 +90,6 @@ void set_up_thread(io_context& context, unsigned index, serving_thread& state,
         throw listen_failure(e, local);
     }
     state.local = state.listener->local_address();
-    state.listen_fd = state.listener->native_handle();
     if (bind_first != nullptr) {
         bind_first->set_value(state.local);
     }
@@ -126,6 +124,7 @@ void set_up_thread(io_context& context, unsigned index, serving_thread& state,
     server_controls& controls = state.controls;
     controls.context = &context;
     controls.accept_wake = &*state.accept_wake;
+    controls.listener = &*state.listener;
     controls.deadlines = &*state.deadlines;
     controls.max_connections = options.max_connections;
     controls.gather_send = options.gather_send;
@@ -155,6 +154,7 @@ void tear_down_thread(io_context& context, serving_thread& state) noexcept {
     }
     state.alive = false;
     state.controls.accept_wake = nullptr;
+    state.controls.listener = nullptr;
     state.accept_wake.reset();
     state.ring.reset();
     state.listener.reset();
@@ -269,9 +269,6 @@ int echo_server_main(int argc, char** argv) {
             return exit_failure;
         }
         threads.group = &*group;
-        for (const serving_thread& state : states) {
-            threads.listen_fds.push_back(state.listen_fd);
-        }
         // Announced once everything is bound: a port in use for --metrics exits before this.
         fmt::print("listening on {}\n", states[0].local);
         if (metrics_listener) {

@@ -80,10 +80,12 @@ void server_controls::connection_closed() noexcept {
     wake_accept_loop();
 }
 
-bool server_controls::begin_drain(int listen_fd) noexcept {
+bool server_controls::begin_drain() noexcept {
     draining = true;
     try {
-        context->cancel_fd(listen_fd); // ends the armed accept; the loop sees draining, stops
+        if (listener != nullptr) {
+            listener->cancel(); // ends the armed accept; the loop sees draining, stops
+        }
     } catch (const std::system_error& e) {
         // The ring cannot take the cancel (io_uring_enter failed flushing a full SQ). Going
         // on without it would leave the accept armed: stop now instead.

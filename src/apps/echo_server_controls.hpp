@@ -10,6 +10,7 @@
 
 #include "ucoro/async_event.hpp"
 #include "ucoro/io_context.hpp"
+#include "ucoro/net/listener.hpp"
 #include "ucoro/remote_context.hpp"
 
 #include "connection_deadlines.hpp"
@@ -69,6 +70,9 @@ struct server_controls {
     /// slot or a descriptor, or a drain began); the loop resets it before it looks. Owned
     /// by echo_server_main, beside the context; without one a pause runs its whole length.
     async_event* accept_wake = nullptr;
+    /// This thread's listener while it exists (null once torn down): the drain cancels its
+    /// accept.
+    net::listener* listener = nullptr;
     bool gather_send = true; // echo the buffers waiting in a stream with one sendmsg
     unsigned max_batch = 16; // the loop's batch_wait_events with this many connections or more
 
@@ -87,11 +91,11 @@ struct server_controls {
     /// Cuts short the accept loop's pause, if it is in one (sets accept_wake; the loop's
     /// own wait sees it, nothing here touches the loop's frame).
     void wake_accept_loop() noexcept;
-    /// The first signal, on this thread: accept no more (the armed accept on `listen_fd` is
+    /// The first signal, on this thread: accept no more (the armed accept on `listener` is
     /// cancelled), and half-close every connection so that each echoes what it received and
     /// closes; the last one stops the loop. False if the drain could not start (the ring
     /// refused the cancel), after stopping the loop.
-    bool begin_drain(int listen_fd) noexcept;
+    bool begin_drain() noexcept;
 };
 
 } // namespace ucoro::apps

@@ -26,15 +26,18 @@ task<std::error_code> wait_for(async_event& event) {
     co_return co_await event.wait();
 }
 
+// A signal wait as a task, for when_any.
+task<io_result<int>> signal_task(signal_set& signals) {
+    co_return co_await signals.wait();
+}
+
 // Posts `action(controls)` to every serving thread; a thread already gone is skipped.
 template <typename Action>
 void on_every_thread(serving_threads& threads, Action action) {
     for (std::size_t i = 0; i < threads.shared->remotes.size(); ++i) {
         server_controls* controls = threads.shared->controls[i];
-        const int listen_fd = threads.listen_fds[i];
         try {
-            (void)threads.shared->remotes[i].post(
-                [controls, listen_fd, action] { action(*controls, listen_fd); });
+            (void)threads.shared->remotes[i].post([controls, action] { action(*controls); });
         } catch (const std::exception& e) {
             // Out of memory, or the wake-up failed (the message still runs at the next one).
             fmt::print(stderr, "ucoro-echo-server: cannot reach thread {}: {}\n", i, e.what());
@@ -43,9 +46,8 @@ void on_every_thread(serving_threads& threads, Action action) {
 }
 
 void close_everything(serving_threads& threads) {
-    on_every_thread(threads, [](server_controls& controls, int) {
-        stop_serving(*controls.context, &controls);
-    });
+    on_every_thread(threads,
+                    [](server_controls& controls) { stop_serving(*controls.context, &controls); });
 }
 
 } // namespace
@@ -59,7 +61,7 @@ void stop_serving(io_context& context, server_controls* controls) noexcept {
 
 task<void> coordinate_shutdown(io_context& main_context, signal_set& signals,
                                serving_threads& threads, std::chrono::milliseconds drain_timeout) {
-    auto first = co_await when_any(signals.wait(), wait_for(*threads.first_ended));
+    auto first = co_await when_any(signal_task(signals), wait_for(*threads.first_ended));
     const auto* received = std::get_if<0>(&first.value);
     if (first.index != 0 || received == nullptr || received->error) {
         // A thread ended on its own (its accept loop failed), or the signals failed.
@@ -72,11 +74,9 @@ task<void> coordinate_shutdown(io_context& main_context, signal_set& signals,
     const std::size_t live = threads.shared->live.load(std::memory_order_relaxed);
     fmt::print("caught {}, draining {} connection{} (up to {} ms; again to stop at once)\n",
                signal_name(received->value), live, live == 1 ? "" : "s", drain_timeout.count());
-    on_every_thread(threads, [](server_controls& controls, int listen_fd) {
-        (void)controls.begin_drain(listen_fd);
-    });
+    on_every_thread(threads, [](server_controls& controls) { (void)controls.begin_drain(); });
     threads.group->finish(); // each loop returns once its connections are gone
-    auto outcome = co_await when_any(sleep_task(main_context, drain_timeout), signals.wait(),
+    auto outcome = co_await when_any(sleep_task(main_context, drain_timeout), signal_task(signals),
                                      wait_for(*threads.all_ended));
     if (outcome.index != 2) {
         if (outcome.index == 1) {

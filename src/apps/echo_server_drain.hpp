@@ -8,6 +8,7 @@
 
 #include "ucoro/async_event.hpp"
 #include "ucoro/io_context.hpp"
+#include "ucoro/net/listener.hpp"
 #include "ucoro/signal_set.hpp"
 #include "ucoro/task.hpp"
 #include "ucoro/thread_group.hpp"
@@ -28,7 +29,6 @@ void stop_serving(io_context& context, server_controls* controls) noexcept;
 struct serving_threads {
     thread_group* group = nullptr;
     server_shared* shared = nullptr;
-    std::vector<int> listen_fds; // each thread's listener, by index
     std::size_t ended = 0;       // threads whose loop has returned
     async_event* first_ended = nullptr;
     async_event* all_ended = nullptr;

@@ -399,7 +399,7 @@ void settle(run_state& s, connection& c) {
     c.settled = true;
     ++s.settled;
     if (all_settled(s) && s.controller_sleep != nullptr) {
-        s.context.cancel(*s.controller_sleep); // nothing left to wait for: end the run now
+        s.controller_sleep->cancel(); // nothing left to wait for: end the run now
     }
 }
 
@@ -628,7 +628,7 @@ task<void> receive(run_state& s, connection& c) {
     settle(s, c);
     --s.open;
     if (s.finished && s.open == 0 && s.controller_sleep != nullptr) {
-        s.context.cancel(*s.controller_sleep); // every connection has drained
+        s.controller_sleep->cancel(); // every connection has drained
     }
 }
 
@@ -764,7 +764,7 @@ task<void> churn_connection(run_state& s, connection& c) {
         (void)co_await c.sock.close();
         --s.open;
         if (s.finished && s.open == 0 && s.controller_sleep != nullptr) {
-            s.context.cancel(*s.controller_sleep); // every connection has drained
+            s.controller_sleep->cancel(); // every connection has drained
         }
     }
     if (first) {

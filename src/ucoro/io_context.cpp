@@ -206,8 +206,8 @@ void io_context::run_loop(const bool* done) {
         }
         if (m_stop_requested) {
             cancel_all_in_flight(); // also catches requests made after stop()
-        } else if (m_adoptions_pending) {
-            cancel_adopted();
+        } else if (m_releases_pending) {
+            cancel_released();
         }
         if (m_in_flight == 0 && m_ready.empty() && (m_holds == 0 || m_stop_requested)) {
             // The stop, if any, is complete: nothing is left. Tasks spawned from now on are
@@ -475,7 +475,7 @@ void io_context::start(detail::operation& op, io_uring_sqe& sqe) noexcept {
     }
     trace::sqe(m_trace, sqe, &op);
     op.m_cancel_requested = false; // a new submission: no cancel is aimed at it yet
-    op.m_adopted = false;
+    op.m_released = false;
     op.m_fd = descriptor_of(sqe);
     link(op);
 }
@@ -523,14 +523,14 @@ void io_context::cancel_operations_on(int fd) {
     }
 }
 
-void io_context::adopt(detail::operation& op) noexcept {
-    op.m_adopted = true;
+void io_context::release(detail::operation& op) noexcept {
+    op.m_released = true;
     try {
         cancel(op);
     } catch (...) {
         // The SQ is full and the flush failed: the loop retries at its next turn, so an
-        // adopted request cannot keep run() alive forever.
-        m_adoptions_pending = true;
+        // released request cannot keep run() alive forever.
+        m_releases_pending = true;
     }
 }
 
@@ -548,10 +548,10 @@ void io_context::for_each_in_flight(Visit visit) {
     }
 }
 
-void io_context::cancel_adopted() {
-    m_adoptions_pending = false;
+void io_context::cancel_released() {
+    m_releases_pending = false;
     for_each_in_flight([this](detail::operation& op) {
-        if (op.m_adopted) {
+        if (op.m_released) {
             cancel(op);
         }
     });

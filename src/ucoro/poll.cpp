@@ -9,10 +9,7 @@ void poll_operation::prepare(io_uring_sqe& sqe) noexcept {
 }
 
 io_result<unsigned> poll_operation::await_resume() const noexcept {
-    if (m_result < 0) {
-        return {make_io_error(m_result), 0};
-    }
-    return {{}, static_cast<unsigned>(m_result)};
+    return result_as<unsigned>();
 }
 
 } // namespace ucoro

@@ -1,5 +1,7 @@
 #include "ucoro/signal_set.hpp"
 
+#include <liburing.h>
+#include <poll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 #include <system_error>
 
 #include "ucoro/io_context.hpp"
-#include "ucoro/poll.hpp"
 
 namespace ucoro {
 
@@ -40,23 +41,46 @@ signal_set::~signal_set() {
     pthread_sigmask(SIG_SETMASK, &m_previous_mask, nullptr);
 }
 
-task<io_result<int>> signal_set::wait() {
-    while (true) {
-        // Poll through the ring, then read here: a signalfd read returns the signals of the
-        // thread that reads it, and that must be this one, not an io_uring worker.
-        signalfd_siginfo info;
-        const ssize_t n = ::read(m_fd, &info, sizeof(info));
-        if (n == static_cast<ssize_t>(sizeof(info))) {
-            co_return io_result<int>{{}, static_cast<int>(info.ssi_signo)};
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            co_return io_result<int>{std::error_code(errno, std::system_category()), 0};
-        }
-        auto [error, revents] = co_await poll(*m_context, m_fd, POLLIN);
-        if (error) {
-            co_return io_result<int>{error, 0};
-        }
+void signal_set::wait_operation::prepare(io_uring_sqe& sqe) noexcept {
+    io_uring_prep_poll_add(&sqe, m_fd, POLLIN);
+}
+
+bool signal_set::wait_operation::read_signal() noexcept {
+    signalfd_siginfo info;
+    const ssize_t n = ::read(m_fd, &info, sizeof(info));
+    if (n == static_cast<ssize_t>(sizeof(info))) {
+        m_signal = static_cast<int>(info.ssi_signo);
+        return true;
     }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        m_read_error = std::error_code(errno, std::system_category());
+        return true;
+    }
+    return false; // nothing pending (the signalfd is non-blocking)
+}
+
+bool signal_set::wait_operation::resubmit_after(int result, std::uint32_t) noexcept {
+    if (result < 0 || read_signal()) {
+        return false; // the poll failed (a cancel, a deadline), or there is an outcome
+    }
+    // Readable, then empty: someone else read the signal first. Wait for the next one, as a
+    // further round of this operation (so a cancel or a deadline still reaches it).
+    std::error_code error;
+    if (resubmit(error)) {
+        return true;
+    }
+    m_read_error = error;
+    return false;
+}
+
+io_result<int> signal_set::wait_operation::await_resume() const noexcept {
+    if (m_read_error) {
+        return {m_read_error, 0};
+    }
+    if (m_signal != 0) {
+        return {{}, m_signal};
+    }
+    return {error(), 0};
 }
 
 } // namespace ucoro

@@ -10,12 +10,12 @@
 namespace ucoro {
 
 sleep_operation::sleep_operation(io_context& context, std::chrono::nanoseconds duration) noexcept
-    : io_awaitable(context), m_timeout(detail::to_kernel_timespec(duration)) {}
+    : io_operation(context), m_timeout(detail::to_kernel_timespec(duration)) {}
 
 // steady_clock counts CLOCK_MONOTONIC on Linux, the clock IORING_TIMEOUT_ABS uses by default.
 sleep_operation::sleep_operation(io_context& context,
                                  io_context::clock::time_point deadline) noexcept
-    : io_awaitable(context), m_timeout(detail::to_kernel_timespec(deadline.time_since_epoch())),
+    : io_operation(context), m_timeout(detail::to_kernel_timespec(deadline.time_since_epoch())),
       m_flags(IORING_TIMEOUT_ABS) {}
 
 void sleep_operation::prepare(io_uring_sqe& sqe) noexcept {
@@ -25,7 +25,7 @@ void sleep_operation::prepare(io_uring_sqe& sqe) noexcept {
 
 std::error_code sleep_operation::await_resume() const noexcept {
     // A timeout that expires completes with -ETIME: for a sleep, that is success.
-    return m_result == -ETIME ? std::error_code() : make_io_error(m_result);
+    return result() == -ETIME ? std::error_code() : error();
 }
 
 } // namespace ucoro

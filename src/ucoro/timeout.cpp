@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "ucoro/detail/context_access.hpp"
 #include "ucoro/detail/timespec.hpp"
 #include "ucoro/io_context.hpp"
 
@@ -48,7 +49,7 @@ void timed_await::suspend(std::coroutine_handle<> waiter, cancellation_scope* sc
 
 void timed_await::submit_round() {
     m_pending = 2;
-    m_target.context().submit_linked(m_primary, m_timer);
+    context_access::submit_linked(m_target.context(), m_primary, m_timer);
 }
 
 bool timed_await::next_round(std::error_code& error) noexcept {

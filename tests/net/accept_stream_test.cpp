@@ -27,6 +27,7 @@
 #include "support/loopback.hpp"
 #include "support/process.hpp"
 #include "support/unique_fd.hpp"
+#include "ucoro/detail/context_access.hpp"
 #include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/accept_stream.hpp"
@@ -170,7 +171,7 @@ TEST_CASE("next() after the request ended submits a new one and accepting goes o
         REQUIRE_FALSE(first.error);
         // End the kernel's request from outside, as an EMFILE would.
         co_await ucoro_test::next_turn{*context};
-        context->cancel_fd(server.native_handle());
+        server.cancel();
         auto canceled = co_await connections.next();
         CHECK(canceled.error == std::errc::operation_canceled);
         // The stream re-arms on demand.
@@ -181,7 +182,8 @@ TEST_CASE("next() after the request ended submits a new one and accepting goes o
         out.accepted = 2;
     }());
     CHECK(out.accepted == 2);
-    // The stream died armed: its request was adopted and is cancelled by the next run.
+    // The stream died armed: its request was released to the context and is cancelled by the next
+    // run.
     context->run();
     CHECK(context->in_flight() == 0);
 }
@@ -200,9 +202,9 @@ TEST_CASE("dropping an armed accept_stream cancels it and closes what it accepts
         stream->next().await_suspend(std::noop_coroutine()); // armed, nobody waiting
         co_await ucoro_test::next_turn{*context};
         CHECK(context->in_flight() == 1);
-        stream.reset(); // the context adopts the request; the accepted fd is not leaked
+        stream.reset(); // the context takes over the request; the accepted fd is not leaked
     }());
-    // The adopted request's cancel completes, and its final CQE frees it (ASan checks that
+    // The released request's cancel completes, and its final CQE frees it (ASan checks that
     // nothing is freed early or leaked).
     context->run();
     CHECK(context->in_flight() == 0);
@@ -288,9 +290,9 @@ TEST_CASE("a stream dropped when its cancel cannot be queued is still cancelled,
         auto connections = server.accept_multishot();
         connections.next().await_suspend(std::noop_coroutine());
         co_await ucoro_test::next_turn{*context}; // armed in the kernel
-        // Fill the 2-entry SQ, and make the flush that the adoption's cancel needs fail.
-        context->cancel_fd(-1);
-        context->cancel_fd(-1);
+        // Fill the 2-entry SQ, and make the flush that the release's cancel needs fail.
+        ucoro::detail::context_access::cancel_fd(*context, -1);
+        ucoro::detail::context_access::cancel_fd(*context, -1);
         faults.armed = true;
         // `connections` dies here: its cancel cannot be queued now. Before the fix nobody
         // retried it, and run() waited forever on the orphaned accept.

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "support/counting.hpp"
 #include "support/loopback.hpp"
 #include "support/ring_support.hpp"
+#include "support/stream_pair.hpp"
 #include "ucoro/buffer_ring.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/net/listener.hpp"
@@ -135,6 +138,41 @@ void stream_one_mebibyte(ucoro::io_context_options options, unsigned ring_count 
 }
 
 } // namespace
+
+TEST_CASE("recv_multishot refuses a buffer_ring of another io_context with invalid_argument") {
+    auto ring_context = ucoro_test::make_ring_context();
+    if (!ring_context) {
+        return;
+    }
+    auto socket_context = ucoro_test::make_context();
+    REQUIRE(socket_context);
+    ucoro::buffer_ring ring(*ring_context,
+                            ucoro::buffer_ring_options{.count = 4, .buffer_size = 64});
+    auto pair = ucoro_test::make_stream_pair(*socket_context);
+    try {
+        auto stream = pair.ours.recv_multishot(ring);
+        FAIL("recv_multishot accepted a ring of another context");
+    } catch (const std::invalid_argument& e) {
+        CHECK(std::string(e.what()) ==
+              "socket::recv_multishot: the buffer_ring belongs to another io_context");
+    }
+    // Nothing was armed on either context, and the ring lent nothing out.
+    CHECK(socket_context->in_flight() == 0);
+    CHECK(ring_context->in_flight() == 0);
+    CHECK(ring.available() == ring.count());
+    // The same socket with a ring of its own context streams as usual.
+    ucoro::buffer_ring own_ring(*socket_context,
+                                ucoro::buffer_ring_options{.count = 4, .buffer_size = 64});
+    ucoro_test::write_all(pair.peer.get(), ucoro_test::to_bytes("same context"));
+    std::string got;
+    socket_context->block_on([&]() -> task<void> {
+        auto stream = pair.ours.recv_multishot(own_ring);
+        auto [error, buffer] = co_await stream.next();
+        REQUIRE_FALSE(error);
+        got.assign(reinterpret_cast<const char*>(buffer.bytes().data()), buffer.bytes().size());
+    }());
+    CHECK(got == "same context");
+}
 
 TEST_CASE("recv_stream delivers 1 MiB byte for byte through a ring of 2 buffers, re-arming "
           "after ENOBUFS") {
@@ -316,7 +354,7 @@ void drop_stream_in_flight(ucoro::io_context_options options) {
         REQUIRE_FALSE(error);
         REQUIRE_FALSE(first.empty());
         UCORO_CHECK_SAME_BYTES(first.bytes(), std::span(payload).first(first.size()));
-        // Armed, with more data on the way: the context adopts the request, cancels it and
+        // Armed, with more data on the way: the context takes over the request, cancels it and
         // gives back what arrives meanwhile. The buffer we hold stays valid.
         stream.reset();
         CHECK(context->in_flight() > 0);

@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -58,6 +60,27 @@ std::vector<std::byte> datagram_of(std::size_t s, std::size_t i) {
 }
 
 } // namespace
+
+TEST_CASE("receive_from_multishot refuses a buffer_ring of another io_context with "
+          "invalid_argument") {
+    auto ring_context = ucoro_test::make_ring_context();
+    if (!ring_context) {
+        return;
+    }
+    auto socket_context = ucoro_test::make_context();
+    REQUIRE(socket_context);
+    buffer_ring ring(*ring_context, buffer_ring_options{.count = 4, .buffer_size = 2048});
+    udp_socket receiver(*socket_context, address::ipv4_loopback(0));
+    try {
+        auto stream = receiver.receive_from_multishot(ring);
+        FAIL("receive_from_multishot accepted a ring of another context");
+    } catch (const std::invalid_argument& e) {
+        CHECK(std::string(e.what()) == "udp_socket::receive_from_multishot: the buffer_ring "
+                                       "belongs to another io_context");
+    }
+    CHECK(socket_context->in_flight() == 0);
+    CHECK(ring.available() == ring.count());
+}
 
 TEST_CASE("datagram_stream: many datagrams from several senders, byte for byte, in order") {
     auto context = make_stream_context();

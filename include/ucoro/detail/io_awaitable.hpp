@@ -1,4 +1,5 @@
-// The awaitable every single-shot operation (accept, connect, recv, send, close...) builds on.
+// The machinery under io_operation, which every single-shot operation (accept, connect,
+// recv, send, close...) derives from.
 #pragma once
 
 #include <coroutine>
@@ -9,13 +10,18 @@
 #include "ucoro/detail/operation.hpp"
 #include "ucoro/task.hpp"
 
+namespace ucoro {
+class io_operation;
+}
+
 namespace ucoro::detail {
 
 /// An operation that one coroutine awaits: it submits itself on suspension and resumes
 /// the coroutine when its CQE arrives. The result lives here, in the awaiter, which lives
 /// in the suspended coroutine's frame: nothing is allocated per operation.
 ///
-/// Subclasses add prepare() and an await_resume() that turns m_result into a value. One
+/// The machinery under ucoro::io_operation (operation.hpp), the class every operation
+/// derives from: subclasses add prepare() and an await_resume() that reads result(). One
 /// that needs several round trips for one await (send_all after a short send) overrides
 /// resubmit_after() and goes again only through resubmit(), never through a submit of its
 /// own: that is what keeps every round inside the task's cancellation scope and, under
@@ -39,6 +45,10 @@ public:
     }
     void complete(int result, std::uint32_t flags) noexcept final;
     std::coroutine_handle<> waiter() const noexcept final { return m_waiter; }
+
+private:
+    // The timed await's side (timeout.hpp): not part of io_operation's contract.
+    friend class timed_await;
 
     /// What an awaiter that puts this operation in the ring itself implements (with_timeout
     /// stands in for it, linked to a timer). The operation never submits itself then: each
@@ -92,10 +102,13 @@ protected:
     /// honoured here), the wrapper's deadline has passed (timed_out), or the submit failed.
     bool resubmit(std::error_code& error) noexcept;
 
+private:
+    // Read through io_operation's result(), result_as(), error() and result_flags(): one
+    // way to read a result, for the built-in operations and everybody else's alike.
+    friend class ucoro::io_operation;
+
     int m_result = 0;
     std::uint32_t m_flags = 0;
-
-private:
     void suspend(std::coroutine_handle<> waiter, cancellation_scope* scope);
 
     std::coroutine_handle<> m_waiter;

@@ -103,9 +103,9 @@ const char* to_string(multishot_state state) noexcept;
 ///
 /// Who owns it: it lives on the heap, because the kernel may hold it longer than its
 /// consumer. While the consumer exists, the consumer owns it. When the consumer goes away
-/// (release()) with the request still in the kernel, the io_context adopts it: the request
-/// is cancelled, every completion that still arrives is dropped (drop() frees what it owns:
-/// an accepted fd, a ring buffer), and the final CQE frees it, or the return of the last
+/// (release()) with the request still in the kernel, the io_context takes it over: the request
+/// is cancelled, every completion that still arrives is discarded (discard_completion() frees what
+/// it owns: an accepted fd, a ring buffer), and the final CQE frees it, or the return of the last
 /// thing the subclass lent out (a receive buffer still in the consumer's hands) if that
 /// comes later. So no memory the kernel or a lent buffer may use is freed early.
 ///
@@ -115,7 +115,7 @@ const char* to_string(multishot_state state) noexcept;
 /// operation_canceled. The kernel request stays armed, and every completion it delivers,
 /// before or after, stays queued for the next call to next(): no byte and no accepted
 /// connection is lost, and no result is made up for anybody. The request itself ends only
-/// when the stream is dropped (release) or the context stops (stop() cancels what is in
+/// when the stream is destroyed (release) or the context stops (stop() cancels what is in
 /// the kernel; that -ECANCELED is real and reaches the consumer like any completion).
 class multishot_operation : public operation {
 public:
@@ -161,12 +161,12 @@ protected:
     /// `live` is false when nobody will (the consumer is gone, or the context is draining
     /// on destruction): the subclass must not re-arm then. Return false to swallow the
     /// completion (the subclass then owns whatever it holds); a completion that passes goes
-    /// to the consumer's queue, or to drop() when not live. The state has already left
-    /// armed/pausing when `c` is final, so a live filter may call arm() again.
+    /// to the consumer's queue, or to discard_completion() when not live. The state has already
+    /// left armed/pausing when `c` is final, so a live filter may call arm() again.
     virtual bool filter(completion& /*c*/, bool /*live*/) noexcept { return true; }
     /// Frees what a completion that passed filter() owns when nobody will consume it. The
     /// default owns nothing.
-    virtual void drop(completion) noexcept {}
+    virtual void discard_completion(completion) noexcept {}
     /// Whether the subclass still has something lent out that refers to this request (a
     /// receive buffer in the consumer's hands): a released request lingers until not.
     virtual bool has_loans() const noexcept { return false; }
@@ -212,7 +212,7 @@ private:
     std::coroutine_handle<> m_waiter; // its scope, while it waits: registered_scope()
     wait_slot* m_slot = nullptr;      // the waiter's, while it waits
     multishot_state m_state = multishot_state::idle;
-    bool m_releasing = false;    // release() is dropping the queue: loans_returned() waits
+    bool m_releasing = false;    // release() is discarding the queue: loans_returned() waits
     bool m_pause_ending = false; // see pause_ending()
 };
 

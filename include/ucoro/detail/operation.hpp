@@ -87,9 +87,9 @@ private:
     operation* m_next = nullptr;
     // True only once a cancel SQE for this submission is really in the ring.
     bool m_cancel_requested = false;
-    // Owned by the context now (io_context::adopt): must be cancelled, even if the ring
-    // could not take the cancel when it was adopted.
-    bool m_adopted = false;
+    // Owned by the context now (released by its owner): must be cancelled, even if the ring
+    // could not take the cancel when it was released.
+    bool m_released = false;
     // See descriptor_closed().
     bool m_descriptor_closed = false;
     // Which of those lists holds it: the descriptor its SQE named, or -1 (none, a fixed

@@ -69,9 +69,14 @@ void ring_unmapping() noexcept;
 
 /// io_uring_submit_and_wait(ring, wait_nr), except that once one completion is there the
 /// kernel goes on waiting for the rest of wait_nr for up to min_wait_usec (batch_wait).
-/// liburing 2.3 has no call for this, so it flushes the SQ and enters itself. Returns the
-/// number of SQEs submitted or -errno, as liburing does.
+/// Built on liburing's io_uring_submit_and_wait_min_timeout where the liburing it was
+/// compiled against has it (2.8); liburing 2.3 has no call for this, so there it flushes the
+/// SQ and enters itself. Returns the number of SQEs submitted or -errno (-ETIME: woke with
+/// nothing, which the loop treats as an empty wake-up).
 int submit_and_wait_batch(io_uring& ring, unsigned wait_nr, unsigned min_wait_usec,
                           bool registered_ring_fd);
+
+/// Which of the two submit_and_wait_batch uses in this build, in words (for tests and -v).
+const char* batch_wait_implementation() noexcept;
 
 } // namespace ucoro::detail

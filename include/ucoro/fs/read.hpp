@@ -33,9 +33,6 @@ inline constexpr std::size_t max_transfer = 0x7fff'f000;
 /// not an error. An empty buffer completes at once with 0, without a system call.
 class [[nodiscard]] read_operation final : public io_operation {
 public:
-    read_operation(io_context* context, int fd, std::span<std::byte> buffer,
-                   std::uint64_t offset) noexcept
-        : io_operation(context), m_fd(fd), m_buffer(buffer), m_offset(offset) {}
     read_operation(read_operation&&) = delete;
 
     bool await_ready() const noexcept { return m_buffer.empty() || io_operation::await_ready(); }
@@ -43,6 +40,11 @@ public:
     io_result<std::size_t> await_resume() const noexcept;
 
 private:
+    friend class file; // file makes it, on its own descriptor
+    read_operation(io_context* context, int fd, std::span<std::byte> buffer,
+                   std::uint64_t offset) noexcept
+        : io_operation(context), m_fd(fd), m_buffer(buffer), m_offset(offset) {}
+
     int m_fd;
     std::span<std::byte> m_buffer;
     std::uint64_t m_offset;
@@ -55,9 +57,6 @@ private:
 /// together.
 class [[nodiscard]] read_exactly_operation final : public io_operation {
 public:
-    read_exactly_operation(io_context* context, int fd, std::span<std::byte> buffer,
-                           std::uint64_t offset) noexcept
-        : io_operation(context), m_fd(fd), m_buffer(buffer), m_offset(offset) {}
     read_exactly_operation(read_exactly_operation&&) = delete;
 
     bool await_ready() const noexcept { return m_buffer.empty() || io_operation::await_ready(); }
@@ -65,6 +64,11 @@ public:
     io_result<std::size_t> await_resume() const noexcept;
 
 private:
+    friend class file; // file makes it, on its own descriptor
+    read_exactly_operation(io_context* context, int fd, std::span<std::byte> buffer,
+                           std::uint64_t offset) noexcept
+        : io_operation(context), m_fd(fd), m_buffer(buffer), m_offset(offset) {}
+
     bool resubmit_after(int result, std::uint32_t flags) noexcept override;
 
     int m_fd;

@@ -14,13 +14,15 @@ namespace ucoro::fs {
 /// from an io-wq worker, so it lives in the operation (rule 1) and is copied out at the end.
 class [[nodiscard]] stat_operation final : public io_operation {
 public:
-    stat_operation(io_context* context, int fd) noexcept : io_operation(context), m_fd(fd) {}
     stat_operation(stat_operation&&) = delete;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
     io_result<struct ::statx> await_resume() const noexcept;
 
 private:
+    friend class file; // file makes it, on its own descriptor
+    stat_operation(io_context* context, int fd) noexcept : io_operation(context), m_fd(fd) {}
+
     int m_fd;
     struct ::statx m_status {};
 };

@@ -16,14 +16,16 @@ enum class sync_kind { all, data };
 /// resumed when the disk has answered.
 class [[nodiscard]] sync_operation final : public io_operation {
 public:
-    sync_operation(io_context* context, int fd, sync_kind kind) noexcept
-        : io_operation(context), m_fd(fd), m_kind(kind) {}
     sync_operation(sync_operation&&) = delete;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
     [[nodiscard]] std::error_code await_resume() const noexcept { return error(); }
 
 private:
+    friend class file; // file makes it, on its own descriptor
+    sync_operation(io_context* context, int fd, sync_kind kind) noexcept
+        : io_operation(context), m_fd(fd), m_kind(kind) {}
+
     int m_fd;
     sync_kind m_kind;
 };

@@ -22,9 +22,6 @@ namespace ucoro::fs {
 /// with 0, without a system call.
 class [[nodiscard]] write_operation final : public io_operation {
 public:
-    write_operation(io_context* context, int fd, std::span<const std::byte> bytes,
-                    std::uint64_t offset) noexcept
-        : io_operation(context), m_fd(fd), m_bytes(bytes), m_offset(offset) {}
     write_operation(write_operation&&) = delete;
 
     bool await_ready() const noexcept { return m_bytes.empty() || io_operation::await_ready(); }
@@ -32,6 +29,11 @@ public:
     io_result<std::size_t> await_resume() const noexcept;
 
 private:
+    friend class file; // file makes it, on its own descriptor
+    write_operation(io_context* context, int fd, std::span<const std::byte> bytes,
+                    std::uint64_t offset) noexcept
+        : io_operation(context), m_fd(fd), m_bytes(bytes), m_offset(offset) {}
+
     int m_fd;
     std::span<const std::byte> m_bytes;
     std::uint64_t m_offset;
@@ -43,9 +45,6 @@ private:
 /// rather than spin).
 class [[nodiscard]] write_all_operation final : public io_operation {
 public:
-    write_all_operation(io_context* context, int fd, std::span<const std::byte> bytes,
-                        std::uint64_t offset) noexcept
-        : io_operation(context), m_fd(fd), m_bytes(bytes), m_offset(offset) {}
     write_all_operation(write_all_operation&&) = delete;
 
     bool await_ready() const noexcept { return m_bytes.empty() || io_operation::await_ready(); }
@@ -53,6 +52,11 @@ public:
     io_result<std::size_t> await_resume() const noexcept;
 
 private:
+    friend class file; // file makes it, on its own descriptor
+    write_all_operation(io_context* context, int fd, std::span<const std::byte> bytes,
+                        std::uint64_t offset) noexcept
+        : io_operation(context), m_fd(fd), m_bytes(bytes), m_offset(offset) {}
+
     bool resubmit_after(int result, std::uint32_t flags) noexcept override;
 
     int m_fd;

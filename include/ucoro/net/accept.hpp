@@ -3,26 +3,27 @@
 
 #include <sys/socket.h>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 
 /// Accepts one connection. The value is the connected socket (close-on-exec), which knows
 /// its peer's address. An error (EMFILE when out of descriptors, ECONNABORTED when the
 /// peer gave up first) is an error_code, never a descriptor.
-class [[nodiscard]] accept_operation final : public detail::io_awaitable {
+class [[nodiscard]] accept_operation final : public io_operation {
 public:
-    accept_operation(io_context& context, int listen_fd) noexcept
-        : io_awaitable(context), m_listen_fd(listen_fd) {}
-
     void prepare(io_uring_sqe& sqe) noexcept override;
     void discard(int result, std::uint32_t flags) noexcept override;
     io_result<socket> await_resume() noexcept;
 
 private:
+    friend class listener; // listener::accept() makes it, on its own descriptor
+    accept_operation(io_context& context, int listen_fd) noexcept
+        : io_operation(context), m_listen_fd(listen_fd) {}
+
     int m_listen_fd;
     address m_peer; // the kernel writes the peer's address here
     socklen_t m_peer_length = address::capacity();

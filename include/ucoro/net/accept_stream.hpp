@@ -39,7 +39,6 @@ namespace ucoro::net {
 /// empty: next() then completes at once with bad_file_descriptor.
 class accept_stream {
 public:
-    accept_stream(io_context& context, int listen_fd);
     accept_stream(accept_stream&&) noexcept;
     accept_stream& operator=(accept_stream&&) noexcept;
     ~accept_stream();
@@ -49,6 +48,9 @@ public:
     [[nodiscard]] next_awaiter next() noexcept;
 
 private:
+    friend class listener; // listener::accept_multishot() makes it, on its own descriptor
+    accept_stream(io_context& context, int listen_fd);
+
     class request;
     detail::multishot_ptr<request> m_request;
 };

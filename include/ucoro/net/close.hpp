@@ -3,7 +3,11 @@
 
 #include <system_error>
 
-#include "ucoro/detail/io_awaitable.hpp"
+#include "ucoro/operation.hpp"
+
+namespace ucoro::fs {
+class file;
+}
 
 namespace ucoro::net {
 
@@ -21,9 +25,8 @@ namespace ucoro::net {
 /// cannot be timed (with_timeout refuses it): once it runs it must run to its end, or the
 /// descriptor would be neither ours nor closed. stop() cancels it only before it ran; the
 /// descriptor is then closed synchronously.
-class [[nodiscard]] close_operation final : public detail::io_awaitable {
+class [[nodiscard]] close_operation final : public io_operation {
 public:
-    close_operation(io_context* context, int fd) noexcept : io_awaitable(context), m_fd(fd) {}
     close_operation(close_operation&&) = delete;
     ~close_operation();
 
@@ -31,7 +34,7 @@ public:
     /// neither ours nor closed, and it must run to its end.
     static constexpr bool supports_timeout = false;
 
-    bool await_ready() const noexcept { return m_fd < 0 || io_awaitable::await_ready(); }
+    bool await_ready() const noexcept { return m_fd < 0 || io_operation::await_ready(); }
     void await_suspend(std::coroutine_handle<> waiter);
     void prepare(io_uring_sqe& sqe) noexcept override;
     void discard(int result, std::uint32_t flags) noexcept override;
@@ -39,6 +42,15 @@ public:
     [[nodiscard]] std::error_code await_resume() noexcept;
 
 private:
+    // Made by the close() of socket, listener, udp_socket and fs::file, which pass their
+    // context (null for a default-constructed one: the await then completes at once) and
+    // descriptor.
+    friend class socket;
+    friend class listener;
+    friend class udp_socket;
+    friend class fs::file;
+    close_operation(io_context* context, int fd) noexcept : io_operation(context), m_fd(fd) {}
+
     int m_fd;
     bool m_handed_to_kernel = false; // the close ran (or may have): the fd is not ours
 };

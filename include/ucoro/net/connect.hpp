@@ -1,17 +1,17 @@
 // co_await net::connect(context, address): IORING_OP_CONNECT.
 #pragma once
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/address.hpp"
 #include "ucoro/net/socket.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 
 /// Opens a TCP socket and connects it to `peer`. The value is the connected socket;
 /// ECONNREFUSED and friends come back as the error. If the socket cannot even be created
 /// (EMFILE), the operation completes at once with that error, without suspending.
-class [[nodiscard]] connect_operation final : public detail::io_awaitable {
+class [[nodiscard]] connect_operation final : public io_operation {
 public:
     connect_operation(io_context& context, const address& peer) noexcept;
     connect_operation(connect_operation&&) = delete;

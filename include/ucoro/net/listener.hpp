@@ -53,6 +53,12 @@ public:
     accept_operation accept() noexcept { return {*m_context, m_fd}; }
     /// Accepts connection after connection with one multishot request (accept_stream.hpp).
     net::accept_stream accept_multishot() { return {*m_context, m_fd}; }
+    /// Asks the kernel to cancel every accept armed on this listener, plain or multishot
+    /// (IORING_ASYNC_CANCEL_FD, Linux 5.19; nothing on older kernels): each waiter sees
+    /// operation_canceled, and the listener stays open, so a later accept or next() arms
+    /// again. A server that stops accepting (a drain) ends its accept loop with it. Throws
+    /// std::system_error if the ring cannot take the cancel.
+    void cancel();
     /// Closes through the ring, cancelling first any accept still armed on the socket. The
     /// listener gives up its descriptor at once (and removes its Unix path, see above).
     close_operation close() noexcept {

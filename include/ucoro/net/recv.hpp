@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <span>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 
@@ -14,16 +14,19 @@ namespace ucoro::net {
 ///
 /// An empty buffer is rejected at once with std::errc::invalid_argument, without a system
 /// call: the kernel would answer 0, and 0 must keep meaning end of stream.
-class [[nodiscard]] recv_operation final : public detail::io_awaitable {
+class [[nodiscard]] recv_operation final : public io_operation {
 public:
-    recv_operation(io_context* context, int fd, std::span<std::byte> buffer) noexcept
-        : io_awaitable(context), m_fd(fd), m_buffer(buffer) {}
-
-    bool await_ready() const noexcept { return m_buffer.empty() || io_awaitable::await_ready(); }
+    bool await_ready() const noexcept { return m_buffer.empty() || io_operation::await_ready(); }
     void prepare(io_uring_sqe& sqe) noexcept override;
     io_result<std::size_t> await_resume() const noexcept;
 
 private:
+    // Made by socket, which passes its context (null for a default-constructed
+    // socket: the await then completes at once with EBADF) and its descriptor.
+    friend class socket;
+    recv_operation(io_context* context, int fd, std::span<std::byte> buffer) noexcept
+        : io_operation(context), m_fd(fd), m_buffer(buffer) {}
+
     int m_fd;
     std::span<std::byte> m_buffer;
 };

@@ -44,7 +44,6 @@ namespace ucoro::net {
 /// (buffer_ring.hpp); it must not outlive the socket, whose descriptor it uses.
 class recv_stream {
 public:
-    recv_stream(buffer_ring& ring, int fd);
     recv_stream(recv_stream&&) noexcept;
     recv_stream& operator=(recv_stream&&) noexcept;
     ~recv_stream();
@@ -64,6 +63,11 @@ public:
     detail::multishot_state state() const noexcept;
 
 private:
+    // socket::recv_multishot(ring) makes it, on its own descriptor, once it has checked
+    // that the ring belongs to its context.
+    friend class socket;
+    recv_stream(buffer_ring& ring, int fd);
+
     class request;
     detail::multishot_ptr<request> m_request;
 };

@@ -7,8 +7,8 @@
 #include <span>
 #include <system_error>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::detail {
 
@@ -29,15 +29,18 @@ namespace ucoro::net {
 /// a signal): the value says how many bytes went. Like every ucoro send it uses
 /// MSG_NOSIGNAL, so a peer that has reset the connection yields EPIPE or ECONNRESET
 /// instead of killing the process with SIGPIPE.
-class [[nodiscard]] send_operation final : public detail::io_awaitable {
+class [[nodiscard]] send_operation final : public io_operation {
 public:
-    send_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept
-        : io_awaitable(context), m_fd(fd), m_bytes(bytes) {}
-
     void prepare(io_uring_sqe& sqe) noexcept override;
     io_result<std::size_t> await_resume() const noexcept;
 
 private:
+    // Made by socket, which passes its context (null for a default-constructed
+    // socket: the await then completes at once with EBADF) and its descriptor.
+    friend class socket;
+    send_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept
+        : io_operation(context), m_fd(fd), m_bytes(bytes) {}
+
     int m_fd;
     std::span<const std::byte> m_bytes;
 };
@@ -45,16 +48,19 @@ private:
 /// Sends every byte, resubmitting after each short send without resuming the coroutine in
 /// between. The value is the number of bytes sent: all of them, or those that went before
 /// the error (timed_out under with_timeout, which bounds all the rounds together).
-class [[nodiscard]] send_all_operation final : public detail::io_awaitable {
+class [[nodiscard]] send_all_operation final : public io_operation {
 public:
-    send_all_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept;
-
-    bool await_ready() const noexcept { return m_rest.iov_len == 0 || io_awaitable::await_ready(); }
+    bool await_ready() const noexcept { return m_rest.iov_len == 0 || io_operation::await_ready(); }
     io_result<std::size_t> await_resume() const noexcept;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
 
 private:
+    // Made by socket, which passes its context (null for a default-constructed
+    // socket: the await then completes at once with EBADF) and its descriptor.
+    friend class socket;
+    send_all_operation(io_context* context, int fd, std::span<const std::byte> bytes) noexcept;
+
     bool resubmit_after(int result, std::uint32_t flags) noexcept override;
 
     int m_fd;

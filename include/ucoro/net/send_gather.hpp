@@ -8,9 +8,9 @@
 #include <span>
 #include <system_error>
 
-#include "ucoro/detail/io_awaitable.hpp"
 #include "ucoro/io_result.hpp"
 #include "ucoro/net/send.hpp"
+#include "ucoro/operation.hpp"
 
 namespace ucoro::net {
 
@@ -25,16 +25,19 @@ namespace ucoro::net {
 /// afterwards). The msghdr lives in this awaiter. The value is the number of bytes sent:
 /// all of them, or those that went before the error (timed_out under with_timeout, which
 /// bounds all the rounds together). MSG_NOSIGNAL, as every ucoro send.
-class [[nodiscard]] send_all_gather_operation final : public detail::io_awaitable {
+class [[nodiscard]] send_all_gather_operation final : public io_operation {
 public:
-    send_all_gather_operation(io_context* context, int fd, std::span<iovec> buffers) noexcept;
-
-    bool await_ready() const noexcept { return m_nothing_to_send || io_awaitable::await_ready(); }
+    bool await_ready() const noexcept { return m_nothing_to_send || io_operation::await_ready(); }
     io_result<std::size_t> await_resume() const noexcept;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
 
 private:
+    // Made by socket, which passes its context (null for a default-constructed
+    // socket: the await then completes at once with EBADF) and its descriptor.
+    friend class socket;
+    send_all_gather_operation(io_context* context, int fd, std::span<iovec> buffers) noexcept;
+
     bool resubmit_after(int result, std::uint32_t flags) noexcept override;
 
     int m_fd;

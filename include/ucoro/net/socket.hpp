@@ -48,9 +48,12 @@ public:
     address local_address() const;
 
     recv_operation recv(std::span<std::byte> buffer) noexcept { return {m_context, m_fd, buffer}; }
-    /// Receives into buffers of `ring` with one multishot request (recv_stream.hpp). The
-    /// ring must belong to this socket's context; the stream must not outlive the socket.
-    net::recv_stream recv_multishot(buffer_ring& ring) { return {ring, m_fd}; }
+    /// Receives into buffers of `ring` with one multishot request (recv_stream.hpp); the
+    /// stream must not outlive the socket. The ring must belong to this socket's context:
+    /// one from another context throws std::invalid_argument here, at the call, since its
+    /// buffer group means nothing to this socket's ring (a programming error, not an I/O
+    /// outcome for next() to report).
+    net::recv_stream recv_multishot(buffer_ring& ring);
     send_operation send(std::span<const std::byte> bytes) noexcept {
         return {m_context, m_fd, bytes};
     }

@@ -26,14 +26,16 @@ namespace ucoro::net {
 /// IPv4). An empty datagram is a datagram: it is sent, and the value is 0.
 class [[nodiscard]] send_to_operation final : public io_operation {
 public:
-    send_to_operation(io_context* context, int fd, std::span<const std::byte> bytes,
-                      const address& to) noexcept;
     send_to_operation(send_to_operation&&) = delete;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
     io_result<std::size_t> await_resume() const noexcept { return result_as<std::size_t>(); }
 
 private:
+    friend class udp_socket; // udp_socket makes it, on its own descriptor
+    send_to_operation(io_context* context, int fd, std::span<const std::byte> bytes,
+                      const address& to) noexcept;
+
     // What the SQE points to (operation.hpp, rule 1): the kernel may read it until the CQE.
     int m_fd;
     address m_to;
@@ -58,13 +60,15 @@ struct datagram_info {
 /// gives size 0 and no error.
 class [[nodiscard]] receive_from_operation final : public io_operation {
 public:
-    receive_from_operation(io_context* context, int fd, std::span<std::byte> buffer) noexcept;
     receive_from_operation(receive_from_operation&&) = delete;
 
     void prepare(io_uring_sqe& sqe) noexcept override;
     io_result<datagram_info> await_resume() const noexcept;
 
 private:
+    friend class udp_socket; // udp_socket makes it, on its own descriptor
+    receive_from_operation(io_context* context, int fd, std::span<std::byte> buffer) noexcept;
+
     int m_fd;
     iovec m_iovec;
     msghdr m_message{};
@@ -104,8 +108,9 @@ public:
         return {m_context, m_fd, buffer};
     }
     /// Receives datagram after datagram into buffers of `ring` with one multishot request
-    /// (datagram_stream.hpp). The stream must not outlive the socket.
-    datagram_stream receive_from_multishot(buffer_ring& ring) { return {ring, m_fd}; }
+    /// (datagram_stream.hpp). The stream must not outlive the socket. A ring of another
+    /// io_context throws std::invalid_argument, as socket::recv_multishot does.
+    datagram_stream receive_from_multishot(buffer_ring& ring);
     /// Closes through the ring; the socket gives up its descriptor at once.
     close_operation close() noexcept { return {m_context, std::exchange(m_fd, -1)}; }
 

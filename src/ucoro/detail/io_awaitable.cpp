@@ -3,6 +3,7 @@
 #include <cerrno>
 
 #include "ucoro/detail/cancellation_scope.hpp"
+#include "ucoro/detail/context_access.hpp"
 #include "ucoro/detail/transfer.hpp"
 #include "ucoro/io_context.hpp"
 
@@ -15,7 +16,7 @@ void io_awaitable::suspend(std::coroutine_handle<> waiter, cancellation_scope* s
     m_wrapper = nullptr; // awaited directly: no timed await of an earlier await applies
     m_waiter = waiter;
     m_scope = scope;
-    context().submit(*this);
+    context_access::submit(context(), *this);
     if (scope != nullptr) {
         scope->enter(*this);
     }
@@ -50,7 +51,7 @@ bool io_awaitable::resubmit(std::error_code& error) noexcept {
         error = std::make_error_code(std::errc::operation_canceled);
         return false;
     }
-    return submit_without_throwing([this] { context().submit(*this); }, error);
+    return submit_without_throwing([this] { context_access::submit(context(), *this); }, error);
 }
 
 } // namespace ucoro::detail

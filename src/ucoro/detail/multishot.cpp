@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "ucoro/detail/cancellation_scope.hpp"
+#include "ucoro/detail/context_access.hpp"
 #include "ucoro/detail/transfer.hpp"
 #include "ucoro/io_context.hpp"
 
@@ -62,7 +63,7 @@ void multishot_operation::enter(multishot_state to) noexcept {
 
 void multishot_operation::arm() {
     if (m_state == multishot_state::idle && may_arm()) {
-        context().submit(*this);
+        context_access::submit(context(), *this);
         enter(multishot_state::armed);
     }
 }
@@ -76,7 +77,7 @@ void multishot_operation::unhold() noexcept {
 }
 
 void multishot_operation::pause() {
-    context().cancel(*this); // first: if the SQ cannot take it, nothing changed
+    context_access::cancel(context(), *this); // first: if the SQ cannot take it, nothing changed
     enter(multishot_state::pausing);
 }
 
@@ -151,7 +152,7 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
     completion c{result, flags};
     if (m_state == multishot_state::orphaned) {
         if (filter(c, /*live=*/false)) {
-            drop(c);
+            discard_completion(c);
         }
         if (final) {
             // The context has unlinked it already: nothing but the loans refers to it now.
@@ -180,7 +181,7 @@ void multishot_operation::complete(int result, std::uint32_t flags) noexcept {
 void multishot_operation::discard(int result, std::uint32_t flags) noexcept {
     completion c{result, flags};
     if (filter(c, /*live=*/false)) {
-        drop(c);
+        discard_completion(c);
     }
     if ((flags & IORING_CQE_F_MORE) == 0) {
         abandon(); // the kernel is done with it, and nobody will be resumed
@@ -222,11 +223,12 @@ void multishot_operation::release() noexcept {
     // closed); the subclass sees released() and re-arms nothing meanwhile.
     m_releasing = true;
     while (!m_queue.empty()) {
-        drop(m_queue.pop());
+        discard_completion(m_queue.pop());
     }
     m_releasing = false;
     if (in_kernel) {
-        context().adopt(*this); // its final CQE frees it (see complete and discard)
+        context_access::release(context(),
+                                *this); // its final CQE frees it (see complete and discard)
     } else if (!has_loans()) {
         delete this;
     }

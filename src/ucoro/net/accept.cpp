@@ -17,11 +17,11 @@ void accept_operation::discard(int result, std::uint32_t) noexcept {
 }
 
 io_result<socket> accept_operation::await_resume() noexcept {
-    if (m_result < 0) {
-        return {make_io_error(m_result), {}};
+    if (result() < 0) {
+        return {error(), {}};
     }
     m_peer.set_size(m_peer_length); // a Unix peer's name is as long as the kernel said
-    return {{}, socket(context(), m_result, m_peer)};
+    return {{}, socket(context(), result(), m_peer)};
 }
 
 } // namespace ucoro::net

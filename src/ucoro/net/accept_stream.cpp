@@ -25,7 +25,7 @@ public:
     }
 
 private:
-    void drop(detail::completion c) noexcept override {
+    void discard_completion(detail::completion c) noexcept override {
         if (c.result >= 0) {
             ::close(c.result); // accepted after the stream was dropped: nobody will take it
         }

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "ucoro/detail/context_access.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/io_result.hpp"
 
@@ -28,9 +29,11 @@ void close_operation::await_suspend(std::coroutine_handle<> waiter) {
     // (More cancels than the SQ holds are flushed as they are queued: a cancel by
     // user_data left behind by a failed close only cancels that operation early.)
     io_context& context = this->context();
-    context.reserve_sqes(static_cast<unsigned>(context.cancels_needed_on(m_fd)) + 1);
-    context.cancel_operations_on(m_fd);
-    io_awaitable::await_suspend(waiter);
+    using detail::context_access;
+    context_access::reserve_sqes(
+        context, static_cast<unsigned>(context_access::cancels_needed_on(context, m_fd)) + 1);
+    context_access::cancel_operations_on(context, m_fd);
+    io_operation::await_suspend(waiter);
 }
 
 void close_operation::prepare(io_uring_sqe& sqe) noexcept {
@@ -50,7 +53,7 @@ std::error_code close_operation::await_resume() noexcept {
     if (!has_context()) {
         return std::make_error_code(std::errc::bad_file_descriptor);
     }
-    if (m_result == -ECANCELED) {
+    if (result() == -ECANCELED) {
         // Cancelled before it ran (the context is stopping): the descriptor is still open
         // and nobody else owns it, so close it here rather than leak it.
         const int fd = std::exchange(m_fd, -1);
@@ -58,7 +61,7 @@ std::error_code close_operation::await_resume() noexcept {
                                 : std::error_code(errno, std::system_category());
     }
     m_handed_to_kernel = true;
-    return make_io_error(m_result);
+    return error();
 }
 
 } // namespace ucoro::net

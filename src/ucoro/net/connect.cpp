@@ -10,7 +10,7 @@
 namespace ucoro::net {
 
 connect_operation::connect_operation(io_context& context, const address& peer) noexcept
-    : io_awaitable(context), m_peer(peer),
+    : io_operation(context), m_peer(peer),
       m_fd(::socket(peer.family(), SOCK_STREAM | SOCK_CLOEXEC, 0)) {
     if (m_fd < 0) {
         m_socket_error = errno;
@@ -31,8 +31,8 @@ io_result<socket> connect_operation::await_resume() noexcept {
     if (m_fd < 0) {
         return {std::error_code(m_socket_error, std::system_category()), {}};
     }
-    if (m_result < 0) {
-        return {make_io_error(m_result), {}};
+    if (result() < 0) {
+        return {error(), {}};
     }
     return {{}, socket(context(), std::exchange(m_fd, -1), m_peer)};
 }

@@ -115,7 +115,7 @@ private:
             ++m_held;
         }
         if (!live) {
-            return true; // drop() gives the buffer back
+            return true; // discard_completion() gives the buffer back
         }
         const bool final = (c.flags & IORING_CQE_F_MORE) == 0;
         if (pause_ending() && (c.result == -ECANCELED || c.result == -ENOBUFS)) {
@@ -237,7 +237,7 @@ private:
         }
     }
 
-    void drop(detail::completion c) noexcept override {
+    void discard_completion(detail::completion c) noexcept override {
         if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
             give_back(static_cast<std::uint16_t>(c.flags >> IORING_CQE_BUFFER_SHIFT), nullptr);
         }

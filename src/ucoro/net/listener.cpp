@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "ucoro/detail/context_access.hpp"
+#include "ucoro/io_context.hpp"
+
 namespace ucoro::net {
 
 namespace {
@@ -107,6 +110,12 @@ listener::~listener() {
     remove_path();
     if (m_fd >= 0) {
         ::close(m_fd);
+    }
+}
+
+void listener::cancel() {
+    if (m_fd >= 0) {
+        detail::context_access::cancel_fd(*m_context, m_fd);
     }
 }
 

@@ -12,10 +12,7 @@ io_result<std::size_t> recv_operation::await_resume() const noexcept {
     if (m_buffer.empty() && has_context()) {
         return {std::make_error_code(std::errc::invalid_argument), 0};
     }
-    if (m_result < 0) {
-        return {make_io_error(m_result), 0};
-    }
-    return {{}, static_cast<std::size_t>(m_result)};
+    return result_as<std::size_t>();
 }
 
 } // namespace ucoro::net

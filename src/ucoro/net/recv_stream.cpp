@@ -42,8 +42,8 @@ public:
 
     ~request() override {
         // Nothing is in the kernel and nothing is lent out (has_loans() was false), so
-        // only buffers received but never handed out can be left: none, as drop() frees
-        // those; this is for safety alone.
+        // only buffers received but never handed out can be left: none, as discard_completion()
+        // frees those; this is for safety alone.
         while (m_ready_count > 0) {
             m_ring->return_private(take_private());
         }
@@ -144,8 +144,8 @@ private:
             m_held += buffers;
         }
         if (!live) {
-            // drop() gives back the first buffer; the rest of a bundle go back here, read
-            // in ring order before any of them is given back (id_after's condition).
+            // discard_completion() gives back the first buffer; the rest of a bundle go back here,
+            // read in ring order before any of them is given back (id_after's condition).
             for (unsigned i = 1; i < buffers; ++i) {
                 give_back(m_ring->id_after(buffer_id(c), i), nullptr);
             }
@@ -302,7 +302,7 @@ private:
         }
     }
 
-    void drop(detail::completion c) noexcept override {
+    void discard_completion(detail::completion c) noexcept override {
         if ((c.flags & IORING_CQE_F_BUFFER) != 0) {
             const std::uint16_t id = buffer_id(c);
             give_back(id, id == private_id ? take_private() : nullptr);

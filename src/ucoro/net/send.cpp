@@ -44,15 +44,12 @@ void send_operation::prepare(io_uring_sqe& sqe) noexcept {
 }
 
 io_result<std::size_t> send_operation::await_resume() const noexcept {
-    if (m_result < 0) {
-        return {make_io_error(m_result), 0};
-    }
-    return {{}, static_cast<std::size_t>(m_result)};
+    return result_as<std::size_t>();
 }
 
 send_all_operation::send_all_operation(io_context* context, int fd,
                                        std::span<const std::byte> bytes) noexcept
-    : io_awaitable(context), m_fd(fd) {
+    : io_operation(context), m_fd(fd) {
     // iovec's base is not const, but the kernel only reads through it.
     m_rest.iov_base = const_cast<std::byte*>(bytes.data());
     m_rest.iov_len = bytes.size();

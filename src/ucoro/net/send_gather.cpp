@@ -13,7 +13,7 @@ namespace ucoro::net {
 
 send_all_gather_operation::send_all_gather_operation(io_context* context, int fd,
                                                      std::span<iovec> buffers) noexcept
-    : io_awaitable(context), m_fd(fd), m_buffers(buffers) {
+    : io_operation(context), m_fd(fd), m_buffers(buffers) {
     for (const iovec& buffer : buffers) {
         m_nothing_to_send = m_nothing_to_send && buffer.iov_len == 0;
     }

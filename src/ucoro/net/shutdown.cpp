@@ -11,7 +11,7 @@ void shutdown_operation::prepare(io_uring_sqe& sqe) noexcept {
 }
 
 std::error_code shutdown_operation::await_resume() const noexcept {
-    return make_io_error(m_result);
+    return error();
 }
 
 } // namespace ucoro::net

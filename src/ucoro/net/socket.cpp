@@ -3,7 +3,19 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <stdexcept>
+
 namespace ucoro::net {
+
+recv_stream socket::recv_multishot(buffer_ring& ring) {
+    // A default-constructed socket has no context: its stream completes with EBADF, as its
+    // other operations do.
+    if (m_context != nullptr && &ring.context() != m_context) {
+        throw std::invalid_argument(
+            "socket::recv_multishot: the buffer_ring belongs to another io_context");
+    }
+    return {ring, m_fd};
+}
 
 socket& socket::operator=(socket&& other) noexcept {
     if (this != &other) {

@@ -4,11 +4,24 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <stdexcept>
 #include <system_error>
 
 #include <fmt/format.h>
 
+#include "ucoro/buffer_ring.hpp"
+#include "ucoro/net/datagram_stream.hpp"
+
 namespace ucoro::net {
+
+datagram_stream udp_socket::receive_from_multishot(buffer_ring& ring) {
+    // As socket::recv_multishot: a ring of another context is a programming error.
+    if (m_context != nullptr && &ring.context() != m_context) {
+        throw std::invalid_argument(
+            "udp_socket::receive_from_multishot: the buffer_ring belongs to another io_context");
+    }
+    return {ring, m_fd};
+}
 
 send_to_operation::send_to_operation(io_context* context, int fd, std::span<const std::byte> bytes,
                                      const address& to) noexcept
