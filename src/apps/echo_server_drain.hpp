@@ -29,7 +29,7 @@ void stop_serving(io_context& context, server_controls* controls) noexcept;
 struct serving_threads {
     thread_group* group = nullptr;
     server_shared* shared = nullptr;
-    std::size_t ended = 0;       // threads whose loop has returned
+    std::size_t ended = 0; // threads whose loop has returned
     async_event* first_ended = nullptr;
     async_event* all_ended = nullptr;
     bool failed = false; // a thread ended before any signal: stop the others, exit 1
