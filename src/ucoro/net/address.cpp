@@ -142,7 +142,11 @@ std::string address::host() const {
             return {}; // unnamed: a connecting socket's own address
         }
         if (name[0] == '\0') {
-            return "@" + std::string(name + 1, length - 1); // abstract: counted, not terminated
+            // Abstract: counted, not terminated. Appended rather than "@" + std::string(...),
+            // which g++ 12 at -O3 flags with a false -Wrestrict.
+            std::string abstract(1, '@');
+            abstract.append(name + 1, length - 1);
+            return abstract;
         }
         return {name, strnlen(name, length)};
     }
