@@ -6,14 +6,18 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "support/context.hpp"
+#include "ucoro/detail/fault_injection.hpp"
 #include "ucoro/io_context.hpp"
 #include "ucoro/remote_context.hpp"
 #include "ucoro/task.hpp"
@@ -202,4 +206,37 @@ TEST_CASE("thread_group: a task that throws on one thread goes to that context's
     CHECK(handled.load() == 1);
     CHECK(posted_accepted.load() > 0);
     CHECK(posted_runs.load() == posted_accepted.load());
+}
+
+namespace {
+
+/// Makes every io_uring_enter of its context fail, so that run() throws at once.
+class failing_enter final : public ucoro::detail::fault_injector {
+public:
+    int before_enter() noexcept override { return -EFAULT; }
+};
+
+} // namespace
+
+TEST_CASE("thread_group: a run() that throws at once, while the constructor still checks the "
+          "setups, stops the others and join rethrows it") {
+    for (int round = 0; round < 20; ++round) {
+        failing_enter injector;
+        ucoro::thread_group_options options;
+        options.threads = 3;
+        std::optional<ucoro::thread_group> group;
+        group.emplace(options, [&injector](ucoro::io_context& context, unsigned index) {
+            if (index == 0) {
+                ucoro::detail::set_fault_injector(context, &injector);
+            }
+        });
+        bool rethrown = false;
+        try {
+            group->join();
+        } catch (const std::system_error& e) {
+            rethrown = e.code() == std::errc::bad_address;
+        }
+        CHECK(rethrown);
+        group.reset();
+    }
 }
