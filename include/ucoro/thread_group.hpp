@@ -76,8 +76,11 @@ private:
     std::vector<std::thread> m_threads;
     std::vector<remote_context> m_remotes;    // written before the constructor returns
     std::vector<io_context*> m_contexts;      // read only by callables run on their thread
-    std::vector<std::exception_ptr> m_errors; // each written by its own thread
-    std::unique_ptr<std::latch> m_started;    // every thread set up: the loops may start
+    std::vector<std::exception_ptr> m_errors; // each written by its own thread, read by join()
+    // A setup's failure, written before its thread arrives at m_started: the constructor reads
+    // these, not m_errors, which a thread may write (its run() threw) while it reads.
+    std::vector<std::exception_ptr> m_setup_errors;
+    std::unique_ptr<std::latch> m_started; // every thread set up: the loops may start
     std::atomic<bool> m_finished{false};
     bool m_joined = false;
 };

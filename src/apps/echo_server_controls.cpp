@@ -35,11 +35,17 @@ void server_controls::connection_opened() noexcept {
 }
 
 bool server_controls::reserve_slot() noexcept {
-    if (shared->live.fetch_add(1, std::memory_order_relaxed) < shared->max_connections) {
-        return true;
-    }
-    shared->live.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+    // Never past the limit, not even for a moment: a failed add-then-undo would let a
+    // closing connection on another thread see the count above the limit, and so skip the
+    // wake-up of the threads paused at it (release_slot), which would then wait out their
+    // pause's timeout with a slot free.
+    std::size_t count = shared->live.load(std::memory_order_relaxed);
+    do {
+        if (count >= shared->max_connections) {
+            return false;
+        }
+    } while (!shared->live.compare_exchange_weak(count, count + 1, std::memory_order_relaxed));
+    return true;
 }
 
 void server_controls::release_slot() noexcept {

@@ -39,6 +39,7 @@ thread_group::thread_group(thread_group_options options, setup_function setup,
     m_remotes.resize(count);
     m_contexts.resize(count);
     m_errors.resize(count);
+    m_setup_errors.resize(count);
     m_threads.reserve(count);
     // Every thread arrives once its context exists and its setup ran (or failed), so until
     // then `options` and `setup` on this stack are still alive. A thread starts its loop only
@@ -62,8 +63,8 @@ thread_group::thread_group(thread_group_options options, setup_function setup,
     }
     m_started->wait();
     for (unsigned i = 0; i < count; ++i) {
-        if (m_errors[i]) {
-            const std::exception_ptr error = m_errors[i];
+        if (m_setup_errors[i]) {
+            const std::exception_ptr error = m_setup_errors[i];
             stop();
             try {
                 join();
@@ -118,9 +119,11 @@ void thread_group::run_thread(unsigned index, const thread_group_options& option
             (*after_run)(context, index);
         }
     } catch (...) {
-        m_errors[index] = std::current_exception();
         if (!arrived) {
+            m_setup_errors[index] = std::current_exception();
             m_started->count_down();
+        } else {
+            m_errors[index] = std::current_exception(); // after_run threw
         }
     }
 }

@@ -287,3 +287,58 @@ TEST_CASE("threads: --threads 1 is the single-threaded server", "[echo_server][t
     CHECK(accepted_per_thread(out).empty()); // no per-thread lines: the totals are the thread's
     CHECK_THAT(out, Contains("connections: 1 accepted, 1 closed"));
 }
+
+TEST_CASE("threads: 2,000 connections opening and closing at once (half reset) leave every "
+          "--max-connections slot free, on 2 and 4 threads",
+          "[echo_server][threads][e2e]") {
+    constexpr std::size_t churn = 2'000;
+    constexpr std::size_t limit = 8;
+    if (!ucoro_test::ensure_fd_limit(churn + 200)) {
+        WARN("SKIPPED: the descriptor limit is below " << churn + 200);
+        return;
+    }
+    for (const char* threads : {"2", "4"}) {
+        INFO("--threads " << threads);
+        server_process server(
+            {"-q", "--threads", threads, "--max-connections", std::to_string(limit)});
+        const sockaddr_in to = ucoro_test::loopback_address(server.port);
+        std::vector<unique_fd> burst;
+        for (std::size_t i = 0; i < churn; ++i) {
+            unique_fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+            REQUIRE(fd);
+            const int result =
+                ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to), sizeof(to));
+            const int error = errno;
+            REQUIRE((result == 0 || error == EINPROGRESS));
+            burst.push_back(std::move(fd));
+        }
+        for (std::size_t i = 0; i < burst.size(); ++i) {
+            // Established or not yet: a failed send is part of the churn.
+            if (wait_writable(burst[i].get(), 5s)) {
+                (void)::send(burst[i].get(), "x", 1, MSG_NOSIGNAL);
+            }
+            if (i % 2 == 1) {
+                const linger reset{1, 0}; // close with RST
+                REQUIRE(::setsockopt(burst[i].get(), SOL_SOCKET, SO_LINGER, &reset,
+                                     sizeof(reset)) == 0);
+            }
+            burst[i].reset();
+        }
+        // Every slot came back: `limit` clients at once are each served (they wait in the
+        // backlogs behind what is left of the burst); a slot lost would starve one.
+        std::vector<unique_fd> clients;
+        for (std::size_t i = 0; i < limit; ++i) {
+            clients.push_back(ucoro_test::connect_loopback(server.port));
+            send_exactly(clients.back().get(), fmt::format("client {}", i));
+        }
+        for (std::size_t i = 0; i < limit; ++i) {
+            const std::string expected = fmt::format("client {}", i);
+            CHECK(receive_exactly(clients[i].get(), expected.size(), 30s) == expected);
+        }
+        server.process.send_signal(SIGINT);
+        const auto status = server.process.wait();
+        REQUIRE(status.exited);
+        CHECK(status.code == 0);
+        CHECK(server.process.stderr_text().empty());
+    }
+}

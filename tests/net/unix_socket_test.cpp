@@ -8,12 +8,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <system_error>
+#include <thread>
+#include <vector>
 
 #include "support/loopback.hpp"
 #include "support/unique_fd.hpp"
@@ -253,4 +258,76 @@ TEST_CASE("connect to a Unix path nobody listens on is refused, to a missing one
           std::errc::connection_refused);
     CHECK(context->block_on(connect_to(*context, *address::unix_socket(directory.file("none")))) ==
           std::errc::no_such_file_or_directory);
+}
+
+TEST_CASE("a Unix listener never removes a symlink at its path, even to a stale socket") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    temporary_directory directory;
+    const std::string stale = directory.file("stale.sock");
+    {
+        ucoro_test::unique_fd left(::socket(AF_UNIX, SOCK_STREAM, 0));
+        const auto at = *address::unix_socket(stale);
+        REQUIRE(::bind(left.get(), at.data(), at.size()) == 0);
+    }
+    const std::string link = directory.file("link.sock");
+    REQUIRE(::symlink(stale.c_str(), link.c_str()) == 0);
+    try {
+        listener server(*context, *address::unix_socket(link));
+        FAIL("the listener replaced a symlink");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::address_in_use);
+    }
+    struct stat status {};
+    REQUIRE(::lstat(link.c_str(), &status) == 0);
+    CHECK(S_ISLNK(status.st_mode)); // still the operator's link
+    CHECK(exists(stale));
+}
+
+TEST_CASE("a Unix listener's probe of a live path whose backlog is full does not block") {
+    auto context = ucoro_test::make_context();
+    if (!context) {
+        return;
+    }
+    temporary_directory directory;
+    const std::string live = directory.file("full.sock");
+    // A live server that accepts nobody, its backlog of 1 filled by non-blocking connects.
+    ucoro_test::unique_fd server(::socket(AF_UNIX, SOCK_STREAM, 0));
+    const auto at = *address::unix_socket(live);
+    REQUIRE(::bind(server.get(), at.data(), at.size()) == 0);
+    REQUIRE(::listen(server.get(), 1) == 0);
+    std::vector<ucoro_test::unique_fd> clients;
+    for (int i = 0; i < 16; ++i) {
+        ucoro_test::unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0));
+        const int result = ::connect(client.get(), at.data(), at.size());
+        const int error = errno;
+        if (result != 0) {
+            REQUIRE(error == EAGAIN);
+            break; // the backlog is full: a blocking connect would wait here
+        }
+        clients.push_back(std::move(client));
+    }
+    REQUIRE(clients.size() < 16);
+    // Under a watchdog: a probe that blocks would otherwise hang the test.
+    std::atomic<bool> returned{false};
+    std::thread watchdog([&returned] {
+        for (int i = 0; i < 100 && !returned.load(); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (!returned.load()) {
+            std::fprintf(stderr, "the listener's probe blocked on a full backlog\n");
+            std::_Exit(1);
+        }
+    });
+    try {
+        listener second(*context, at);
+        FAIL("a second listener took a live path");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::address_in_use);
+    }
+    returned.store(true);
+    watchdog.join();
+    CHECK(exists(live));
 }

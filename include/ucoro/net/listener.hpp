@@ -25,8 +25,9 @@ namespace ucoro::net {
 /// A Unix path is a file, and it outlives the socket that made it. So:
 /// - a stale socket file at the path (a socket nobody listens on: connecting to it is
 ///   refused, as after a crash) is removed and the bind retried; anything else there (a
-///   live listener, a regular file) is left alone and the bind fails with EADDRINUSE (a
-///   live listener sees that probe as one connection, closed at once);
+///   live listener, even one with a full backlog, which the probe does not wait for; a
+///   regular file; a symlink, even to a stale socket) is left alone and the bind fails
+///   with EADDRINUSE (a live listener sees that probe as one connection, closed at once);
 /// - the listener removes the file it created when it is closed or destroyed, if the path
 ///   still names that file (not one another process has put there since).
 /// An abstract name ("@name") has no file: none of this applies.

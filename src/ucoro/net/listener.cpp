@@ -25,13 +25,16 @@ namespace {
 }
 
 // Whether `path` is a socket file that nobody listens on (a connect is refused): what a
-// server that crashed or was killed leaves behind.
+// server that crashed or was killed leaves behind. lstat, not stat: a symlink is the
+// operator's, even to a stale socket, and unlink would remove the link. The probe does not
+// block: a connect to a live listener whose backlog is full would wait until it accepts
+// (forever, for a stuck server); it says EAGAIN at once instead, which is "live".
 bool is_stale_socket(const address& local) {
     struct stat status {};
-    if (::stat(local.path().c_str(), &status) != 0 || !S_ISSOCK(status.st_mode)) {
+    if (::lstat(local.path().c_str(), &status) != 0 || !S_ISSOCK(status.st_mode)) {
         return false;
     }
-    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0) {
         return false;
     }
@@ -71,7 +74,7 @@ listener::listener(io_context& context, const address& local, int backlog, bool 
     }
     if (!local.path().empty()) {
         struct stat status {};
-        if (::stat(local.path().c_str(), &status) == 0) {
+        if (::lstat(local.path().c_str(), &status) == 0) {
             m_path = local.path();
             m_path_device = status.st_dev;
             m_path_inode = status.st_ino;
@@ -94,7 +97,7 @@ void listener::remove_path() noexcept {
         return;
     }
     struct stat status {};
-    if (::stat(m_path.c_str(), &status) == 0 && status.st_dev == m_path_device &&
+    if (::lstat(m_path.c_str(), &status) == 0 && status.st_dev == m_path_device &&
         status.st_ino == m_path_inode) {
         ::unlink(m_path.c_str());
     }
