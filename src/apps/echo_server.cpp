@@ -99,6 +99,9 @@ int echo_server_main(int argc, char** argv) {
                     }
                 });
         };
+        // Before the group: a scrape still queued on a serving thread when an exception skips
+        // join() reads it, and ~thread_group joins the threads before this goes.
+        std::vector<metrics_thread> metrics_threads;
         std::optional<thread_group> group;
         try {
             group.emplace(
@@ -141,7 +144,6 @@ int echo_server_main(int argc, char** argv) {
                        options.threads);
         }
         context->spawn(coordinate_shutdown(*context, signals, threads, options.drain_timeout));
-        std::vector<metrics_thread> metrics_threads;
         if (metrics_listener) {
             for (std::size_t i = 0; i < states.size(); ++i) {
                 serving_thread& state = states[i];
