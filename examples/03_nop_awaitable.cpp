@@ -87,7 +87,7 @@ ucoro::task<void> read_until_cancelled(ucoro::io_context& context, int fd) {
 }
 
 ucoro::task<void> nap(ucoro::io_context& context, std::chrono::milliseconds duration) {
-    co_await ucoro::sleep_for(context, duration);
+    (void)co_await ucoro::sleep_for(context, duration); // cancelled when it loses
 }
 
 ucoro::task<void> nop_once(ucoro::io_context& context) {

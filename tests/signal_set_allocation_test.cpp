@@ -54,13 +54,13 @@ task<void> waiter(ucoro::signal_set& signals, exchange& x) {
 task<void> raiser(io_context& context, exchange& x) {
     for (std::size_t i = 0; i < x.rounds; ++i) {
         for (int turn = 0; turn < 1000 && x.received < i; ++turn) {
-            co_await ucoro::sleep_for(context, std::chrono::nanoseconds(0));
+            (void)co_await ucoro::sleep_for(context, std::chrono::nanoseconds(0));
         }
         if (x.received < i || x.failures != 0) {
             break;
         }
         (void)::kill(::getpid(), SIGUSR1);
-        co_await ucoro::sleep_for(context, std::chrono::nanoseconds(0));
+        (void)co_await ucoro::sleep_for(context, std::chrono::nanoseconds(0));
     }
 }
 
