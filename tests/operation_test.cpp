@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "support/context.hpp"
+#include "support/counting.hpp"
 #include "support/loopback.hpp"
 #include "support/stream_pair.hpp"
 #include "ucoro/io_context.hpp"
@@ -169,13 +170,19 @@ TEST_CASE("task_handle::cancel and stop() reach a user-defined operation") {
     };
     auto handle = context->spawn(wait(*context, pair.ours.native_handle(), by_cancel));
     context->spawn(wait(*context, pair.ours.native_handle(), by_stop));
-    context->spawn([](io_context& ctx, ucoro::task_handle& h) -> task<void> {
-        (void)co_await ucoro::sleep_for(ctx, 1ms);
-        h.cancel();
-        (void)co_await ucoro::sleep_for(ctx, 1ms);
-        ctx.stop();
-    }(*context, handle));
+    std::size_t armed = 0;
+    context->spawn(
+        [](io_context& ctx, ucoro::task_handle& h, std::size_t& armed_out) -> task<void> {
+            // One turn puts both receives in the kernel; the cancel and the stop then reach
+            // operations that are really waiting there.
+            co_await ucoro_test::next_turn{ctx};
+            armed_out = ctx.in_flight();
+            h.cancel();
+            co_await ucoro_test::next_turn{ctx};
+            ctx.stop();
+        }(*context, handle, armed));
     context->run();
+    CHECK(armed == 2);
     CHECK(by_cancel == std::errc::operation_canceled);
     CHECK(by_stop == std::errc::operation_canceled);
     CHECK(context->in_flight() == 0);
