@@ -1,5 +1,5 @@
 """bench/run's statistics and rules, on small fixed data sets: the paired ratios, k of n, the
-bootstrap interval and its verdict, the load generator's busy limit, the reference client's
+distribution-free interval of the median and its verdict, which runs are the server's, the load generator's busy limit, the reference client's
 check, and --render on a run's JSON. Run by ctest (bench/CMakeLists.txt):
     python3 -m unittest tests/apps/bench_run_test.py   (from the repository's root)
 """
@@ -51,36 +51,48 @@ class PairedStatistics(unittest.TestCase):
         self.assertLessEqual(p["low"], p["median"])
         self.assertLessEqual(p["median"], p["high"])
         self.assertLessEqual(p["high"], max(data))
-        # The medians of resamples of 7 are order statistics of the data: so are the bounds.
+        # The bounds are order statistics of the data.
         self.assertIn(p["low"], data)
         self.assertIn(p["high"], data)
 
-    def test_fixed_seed_reproduces_the_interval(self):
-        data = [0.97, 1.02, 1.06, 0.99, 1.11, 1.04, 1.08]
-        self.assertEqual(bench.paired_statistics(data), bench.paired_statistics(data))
-        other = bench.paired_statistics(data, seed=bench.BOOTSTRAP_SEED + 1)
-        self.assertEqual(other["median"], bench.paired_statistics(data)["median"])
-
     def test_interval_on_a_fixed_data_set(self):
-        # Seven ratios, 10,000 resamples: the median of a resample of 7 is its 4th value, so
-        # the interval runs between order statistics of the data; these are the 2nd and 6th.
+        # Seven ratios: [2nd, 6th] would hold the median 87.5% of the time, [min, max] 98.4%:
+        # the interval is [min, max], and a verdict needs all seven on one side.
         p = bench.paired_statistics([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6])
-        self.assertEqual((p["low"], p["high"]), (1.1, 1.5))
+        self.assertEqual((p["low"], p["high"]), (1.0, 1.6))
+        self.assertAlmostEqual(p["coverage"], 1 - 2 / 128)
         self.assertAlmostEqual(p["median"], 1.3)
-        self.assertEqual(p["verdict"], "ahead")
+        self.assertEqual(p["verdict"], "level")
+        self.assertEqual(bench.paired_statistics([1.01, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6])
+                         ["verdict"], "ahead")
+
+    def test_interval_coverage_by_n(self):
+        # n = 14 (two runs a repetition, were they independent): the 3rd and the 12th
+        # (98.7%); the 4th and 11th would be 94.3%, under 95%.
+        data = [float(i) for i in range(1, 15)]
+        low, high, coverage = bench.median_interval(data)
+        self.assertEqual((low, high), (3.0, 12.0))
+        self.assertGreaterEqual(coverage, 0.95)
+        # n = 5 never reaches 95% ([min, max] is 93.75%): no verdict from 5 pairs.
+        self.assertAlmostEqual(bench.median_interval([1, 2, 3, 4, 5])[2], 1 - 2 / 32)
+        self.assertTrue(bench.paired_statistics([1.05, 1.06, 1.07, 1.08, 1.09])["verdict"]
+                        .startswith("no verdict"))
 
     def test_verdicts_only_where_the_interval_excludes_one(self):
-        self.assertEqual(bench.paired_statistics([1.05, 1.06, 1.07, 1.08, 1.09])["verdict"],
+        self.assertEqual(bench.paired_statistics([1.05, 1.06, 1.07, 1.08, 1.09, 1.1])["verdict"],
                          "ahead")
-        self.assertEqual(bench.paired_statistics([0.9, 0.92, 0.93, 0.95, 0.91])["verdict"],
-                         "behind")
+        self.assertEqual(bench.paired_statistics([0.9, 0.92, 0.93, 0.95, 0.91, 0.94])
+                         ["verdict"], "behind")
         # Ahead in 4 of 7, but the interval holds 1.0: level, not "ahead".
         self.assertEqual(bench.paired_statistics([0.83, 0.9, 0.95, 1.02, 1.1, 1.2, 1.31])
                          ["verdict"], "level")
+        # Ahead in 6 of 7: still level (the bootstrap's [2nd, 6th] would have said ahead).
+        self.assertEqual(bench.paired_statistics([0.99, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6])
+                         ["verdict"], "level")
         # CPU per message: below 1 is ahead.
-        self.assertEqual(bench.paired_statistics([0.8, 0.85, 0.82, 0.84, 0.83],
+        self.assertEqual(bench.paired_statistics([0.8, 0.85, 0.82, 0.84, 0.83, 0.81],
                                                  higher_is_better=False)["verdict"], "ahead")
-        self.assertEqual(bench.paired_statistics([1.2, 1.3, 1.25, 1.22, 1.21],
+        self.assertEqual(bench.paired_statistics([1.2, 1.3, 1.25, 1.22, 1.21, 1.23],
                                                  higher_is_better=False)["verdict"], "behind")
 
     def test_no_verdict_from_too_few_pairs(self):
@@ -103,7 +115,8 @@ class Pairing(unittest.TestCase):
                                                                messages_per_second=100),
             run(1, "k", "c-epoll", messages_per_second=100), run(1, "k", "ucoro",
                                                                  messages_per_second=90),
-            # Run twice in repetition 2: two pairs, first with first.
+            # Run twice in repetition 2: two pairs, first with first, one ratio per repetition
+            # (their geometric mean).
             run(2, "k", "ucoro", messages_per_second=100), run(2, "k", "c-epoll",
                                                                messages_per_second=50),
             run(2, "k", "c-epoll", messages_per_second=200), run(2, "k", "ucoro",
@@ -116,7 +129,11 @@ class Pairing(unittest.TestCase):
             run(0, "k", "c-epoll", generator="reference-client", messages_per_second=1),
         ]
         self.assertEqual(bench.paired_ratios(results, "k", "c-epoll", "messages_per_second"),
-                         [1.1, 0.9, 2.0, 0.5, None])
+                         [1.1, 0.9, 1.0, None])
+        # A pair that is not valid counts as none.
+        self.assertEqual(bench.paired_ratios(results, "k", "c-epoll", "messages_per_second",
+                                             valid=lambda r: r["messages_per_second"] != 90),
+                         [1.1, None, 1.0, None])
 
 
 class GeneratorLimits(unittest.TestCase):
@@ -135,27 +152,85 @@ class GeneratorLimits(unittest.TestCase):
         self.assertIn("0.93 busy", bench.latency_refusal({"client_busy": 0.93}))
         self.assertIn("left late", bench.latency_refusal({"client_busy": 0.5, "rate": 40000,
                                                           "messages": 1000, "late_sends": 11}))
+        # Late among the messages scheduled, not those an overloaded server echoed.
+        self.assertIsNone(bench.latency_refusal({"client_busy": 0.5, "rate": 1000,
+                                                 "seconds": 3, "messages": 1000,
+                                                 "late_sends": 20}))
+        # Clumped sends: under 500 us late each, but a lag p99 over the limit.
+        self.assertIn("clumped", bench.latency_refusal({"client_busy": 0.5, "rate": 40000,
+                                                        "messages": 1000, "late_sends": 0,
+                                                        "send_lag_p99_ns": 150_000}))
+        # Kept off its CPU: idle-looking, but its schedule is not its own.
+        self.assertIn("waited for its CPU", bench.latency_refusal(
+            {"client_busy": 0.3, "rate": 40000, "messages": 1000, "late_sends": 0,
+             "send_lag_p99_ns": 40_000, "client_runqueue_wait": 0.2}))
+        # A closed-loop run has no schedule to keep.
+        self.assertIsNone(bench.latency_refusal({"client_busy": 0.5, "send_lag_p99_ns": 10**9}))
 
     def test_summary_prints_latency_only_from_qualifying_runs(self):
         results = [run(i, "r", "ucoro", client_busy=busy, messages=1000, late_sends=0,
                        rate=40000, messages_per_second=40000, latency_p50_ns=p50,
                        latency_p99_ns=p50, latency_p999_ns=p50, connection_errors=0)
-                   for i, (busy, p50) in enumerate([(0.5, 100e3), (0.9, 9e6), (0.6, 200e3)])]
+                   for i, (busy, p50) in enumerate([(0.5, 100e3), (0.9, 9e6), (0.6, 200e3),
+                                                    (0.6, 150e3), (0.9, 8e6)])]
         results += [run(i, "r", "c-epoll", client_busy=0.95, messages=1000, late_sends=0,
                          rate=40000, messages_per_second=40000, latency_p50_ns=1e6,
                          latency_p99_ns=1e6, latency_p999_ns=1e6, connection_errors=0)
                     for i in range(3)]
         servers = [("ucoro", [], ""), ("c-epoll", [], "")]
         table = bench.summarize(results, servers, [("r", "title", [], "rate")])
-        self.assertEqual(table[("r", "ucoro")]["latency_runs"], 2)
+        self.assertEqual(table[("r", "ucoro")]["latency_runs"], 3)
         self.assertAlmostEqual(table[("r", "ucoro")]["p50_us"], 150)
         self.assertIsNone(table[("r", "c-epoll")]["p50_us"])
         self.assertIn("0.95 busy", table[("r", "c-epoll")]["latency_refused"])
+        # Two of three qualifying runs are too few: the quietest runs are not the server's.
+        table = bench.summarize(results[:3], servers[:1], [("r", "title", [], "rate")])
+        self.assertIsNone(table[("r", "ucoro")]["p50_us"])
+        self.assertIn("only 2 of 3 runs qualified", table[("r", "ucoro")]["latency_refused"])
+
+
+class Comparisons(unittest.TestCase):
+    def test_a_fixed_rate_verdict_only_from_pairs_where_both_runs_were_the_servers(self):
+        results = []
+        for rep in range(7):
+            busy = 0.9 if rep < 2 else 0.5
+            results.append(run(rep, "r", "ucoro", client_busy=busy, rate=20000, messages=60000,
+                               server_process_ns_per_message=8000))
+            results.append(run(rep, "r", "c-epoll", client_busy=0.5, rate=20000,
+                               messages=60000, server_process_ns_per_message=10000))
+        p = bench.compare(results, "r", "c-epoll", "rate")
+        self.assertEqual((p["n"], p["of"]), (5, 7))
+        self.assertTrue(p["verdict"].startswith("no verdict"))  # 5 pairs: too few
+        self.assertIn("5 of 7 pairs had both runs the server's", bench.paired_text(p, False))
+        for r in results:
+            r["result"]["client_busy"] = 0.95
+        p = bench.compare(results, "r", "c-epoll", "rate")
+        self.assertEqual(p["none_valid"], 7)
+        self.assertIn("no verdict: none of the 7 pairs", bench.paired_text(p, False))
+
+    def test_a_generator_bound_saturated_run_is_judged_on_cpu(self):
+        results = []
+        for rep in range(7):
+            # ucoro-bench a whole core, the servers at 0.4 and 0.5 of theirs.
+            results.append(run(rep, "s", "ucoro", client_busy=0.99, messages_per_second=100000,
+                               server_process_ns_per_message=4000))
+            results.append(run(rep, "s", "c-epoll", client_busy=0.99, messages_per_second=100000,
+                               server_process_ns_per_message=5000))
+        p = bench.compare(results, "s", "c-epoll", "saturated")
+        self.assertFalse(p["higher"])
+        self.assertAlmostEqual(p["median"], 0.8)
+        self.assertEqual(p["verdict"], "ahead")
+        self.assertIn("throughput not compared", p["what"])
+        # The servers at a whole core: throughput is theirs, and compared.
+        for r in results:
+            r["result"]["server_process_ns_per_message"] = 9950
+        p = bench.compare(results, "s", "c-epoll", "saturated")
+        self.assertEqual((p["what"], p["verdict"]), ("throughput", "level"))
 
 
 class ReferenceCheck(unittest.TestCase):
     def test_ratio_per_repetition_and_the_flag(self):
-        key = bench.GENERATOR_CHECK[0]
+        key = "c100-64B-40k"
         results = []
         for rep, (under_bench, under_reference) in enumerate([(13000, 10000), (12000, 10000),
                                                               (14000, 10000)]):
@@ -164,21 +239,30 @@ class ReferenceCheck(unittest.TestCase):
             results.append(run(rep, key, "c-epoll", generator="reference-client",
                                server_cpu_ns_per_message=under_reference, latency_p50_ns=1e5,
                                client_busy=0.5))
-        check = bench.generator_check(results)["c-epoll"]
+        check = bench.generator_check(results, key)["c-epoll"]
         self.assertEqual(check["imposed"]["ratios"], [1.3, 1.2, 1.4])
         self.assertTrue(check["flag"])
         self.assertEqual(check["reference_cpu_ns"], 10000)
+        # Below as well: a generator that makes the server look cheaper is flagged too.
+        for r in results:
+            if r.get("generator") != "reference-client":
+                r["result"]["server_cpu_ns_per_message"] = 6000
+        self.assertTrue(bench.generator_check(results, key)["c-epoll"]["flag"])
+        for r in results:
+            if r.get("generator") != "reference-client":
+                r["result"]["server_cpu_ns_per_message"] = 10500
+        self.assertFalse(bench.generator_check(results, key)["c-epoll"]["flag"])
 
 
 class Render(unittest.TestCase):
     def test_render_writes_the_page_from_a_runs_json(self):
         results = []
-        for rep in range(5):
+        for rep in range(7):
             for name, mps, cpu in (("ucoro", 100000 + rep, 6000), ("c-epoll", 90000, 6500)):
                 results.append(run(rep, "c100-64B", name, messages_per_second=mps,
                                    server_cpu_ns_per_message=cpu, latency_p50_ns=5e5,
                                    latency_p99_ns=1e6, latency_p999_ns=2e6, rate=0,
-                                   client_cpu_ns_per_message=9000, connection_errors=0,
+                                   client_cpu_ns_per_message=5000, connection_errors=0,
                                    connections_established=100))
             results.append(run(rep, "churn-c100", "ucoro", messages_per_second=20000 + rep,
                                server_cpu_ns_per_message=40000, rate=0, connection_errors=0,
@@ -211,10 +295,13 @@ class Render(unittest.TestCase):
             self.assertEqual(done.returncode, 0, done.stderr)
             with open(os.path.join(directory, "benchmarks.md")) as f:
                 page = f.read()
-        self.assertIn("faster in 5 of 5", page)
+        self.assertIn("faster in 7 of 7", page)
         self.assertIn("**ahead**", page)
         self.assertIn("vs **c-epoll**: ucoro ahead in 100 connections x 64 B, saturated", page)
-        self.assertIn("5 repetition(s)", page)
+        self.assertIn("7 repetition(s)", page)
+        self.assertIn("### ucoro against the C peers where the generator paces", page)
+        self.assertIn("| ucoro --batch-wait 200 | c-epoll | 10,000 | 0.89 [0.89–0.89], cheaper "
+                      "in 7 of 7: **ahead** |", page)
         # Churn: connections per second, compared like throughput.
         self.assertIn("## connection churn", page)
         self.assertIn("| server | connections/s |", page)
@@ -286,7 +373,7 @@ class Curve(unittest.TestCase):
         # Per repetition the highest rate kept: 80k, 10k, 10k; their median.
         self.assertEqual(bench.curve_capacity(results, "s"), 10000)
 
-    def batch_waits(self, cpu200, p99_200, reps=5):
+    def batch_waits(self, cpu200, p99_200, reps=7):
         results = []
         for rep in range(reps):
             for rate in (10000, 40000):
@@ -311,6 +398,8 @@ class Curve(unittest.TestCase):
         self.assertEqual(verdict["favours"], "a trade")
         self.assertIn("costs less CPU per message at 10k, 40k msg/s", verdict["why"])
         self.assertIn("p99 is higher", verdict["why"])
+        # Level CPU, lower p99: better somewhere, worse nowhere: 200.
+        self.assertEqual(self.batch_waits(cpu200=10000, p99_200=0.5e5)["favours"], "200")
         # Too few repetitions: no verdict.
         self.assertIsNone(self.batch_waits(cpu200=8000, p99_200=1e5, reps=3)["favours"])
 
@@ -318,7 +407,7 @@ class Curve(unittest.TestCase):
 class Scaling(unittest.TestCase):
     def test_two_threads_over_one_paired_within_each_repetition(self):
         results = []
-        for rep in range(5):
+        for rep in range(7):
             for name, mps, cpu in (("ucoro --threads 1", 100000, 6000),
                                    ("ucoro --threads 2", 90000 + rep, 6600)):
                 for key, _, _, _ in bench.SCALING_CONFIGS:
@@ -329,7 +418,7 @@ class Scaling(unittest.TestCase):
                                                "connection_errors": 0, "rate": 0}})
         table, paired = bench.scaling_table(results)
         key = bench.SCALING_CONFIGS[1][0]
-        self.assertAlmostEqual(paired[(key, "msg_s")]["median"], 0.90002)
+        self.assertAlmostEqual(paired[(key, "msg_s")]["median"], 0.90003)
         self.assertEqual(paired[(key, "msg_s")]["verdict"], "behind")
         self.assertAlmostEqual(paired[(key, "cpu")]["median"], 1.1)
         self.assertEqual(paired[(key, "cpu")]["verdict"], "behind")
@@ -339,7 +428,7 @@ class Scaling(unittest.TestCase):
                               {"results": results})
         text = "\n".join(page)
         self.assertIn("2 threads ÷ 1 thread, paired: throughput 0.90 [0.90–0.90], faster in "
-                      "0 of 5: **behind**", text)
+                      "0 of 7: **behind**", text)
         self.assertIn("what a 2-core machine can and cannot show".capitalize(), text)
 
 
