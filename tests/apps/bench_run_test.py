@@ -306,7 +306,7 @@ class Render(unittest.TestCase):
         self.assertIn("## connection churn", page)
         self.assertIn("| server | connections/s |", page)
         # The kernel's memory beside the RSS: 5,000 pages over 5,000 connections.
-        self.assertIn(f"| ucoro | 1.6 | 12,000 | 1.00 | {bench.PAGE_KIB:.2f} | 2.00 | 0 |", page)
+        self.assertIn(f"| ucoro | 1.6 | 12,000 | — | {bench.PAGE_KIB:.2f} | 2.00 | 0 |", page)
         # The curve: the point past saturation is marked, not plotted; the default computed.
         self.assertIn("## Latency against rate", page)
         self.assertIn("**not the server's point** (not plotted): achieved 60,000 msg/s", page)
