@@ -189,6 +189,20 @@ class GeneratorLimits(unittest.TestCase):
         self.assertIn("only 2 of 3 runs qualified", table[("r", "ucoro")]["latency_refused"])
 
 
+class ServerDefaults(unittest.TestCase):
+    def test_the_default_batch_wait_is_read_from_the_servers_help(self):
+        with tempfile.TemporaryDirectory() as directory:
+            fake = os.path.join(directory, "server")
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\ncat <<'EOF'\nusage: s [--send-timeout S] [--batch-wait "
+                        "MICROSECONDS]\n  --send-timeout S\n            (default: 10)\n"
+                        "  --batch-wait MICROSECONDS\n            when idle, sleep; 0 wakes at "
+                        "the first (default: 0; needs Linux\n            6.12)\nEOF\n")
+            os.chmod(fake, 0o755)
+            self.assertEqual(bench.default_batch_wait(fake), 0)
+            self.assertIsNone(bench.default_batch_wait(os.path.join(directory, "missing")))
+
+
 class Comparisons(unittest.TestCase):
     def test_a_fixed_rate_verdict_only_from_pairs_where_both_runs_were_the_servers(self):
         results = []
