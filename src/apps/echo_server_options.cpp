@@ -33,11 +33,10 @@ constexpr std::chrono::milliseconds default_send_timeout{10'000};
 // How long a sleeping loop waits for a batch of completions before it takes fewer
 // (io_context_options::batch_wait); the batch is one completion per live connection, at
 // most 16 (server_controls::connection_opened), since a batch that cannot fill costs the
-// whole window. Measured in docs/fast-path-experiments.md, section 7: at 40k msg/s over 100
-// connections, 200 us cut the server's CPU per message by up to a sixth against waking at
-// the first completion, where 50 us gained nothing; under saturation a batch is there at
-// once.
-constexpr std::chrono::microseconds default_batch_wait{200};
+// whole window. Off by default: the paired runs of docs/benchmarks.md ("The batch wait's
+// default") found 200 us a trade, less CPU per message for a higher p50 and p99, and no
+// peer makes a message wait for company; an operator who wants the CPU asks for it.
+constexpr std::chrono::microseconds default_batch_wait{0};
 constexpr std::chrono::microseconds max_batch_wait{1'000'000};
 // A bound that catches a typo (--threads 10000) before it starts that many rings.
 constexpr std::size_t max_threads = 1024;
