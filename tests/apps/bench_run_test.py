@@ -234,7 +234,7 @@ class Comparisons(unittest.TestCase):
         self.assertFalse(p["higher"])
         self.assertAlmostEqual(p["median"], 0.8)
         self.assertEqual(p["verdict"], "ahead")
-        self.assertIn("throughput not compared", p["what"])
+        self.assertIn("the generator setting the pace", p["what"])
         # The servers at a whole core: throughput is theirs, and compared.
         for r in results:
             r["result"]["server_process_ns_per_message"] = 9950
